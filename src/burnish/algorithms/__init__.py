@@ -1,0 +1,44 @@
+"""GRPO-family algorithm core: pure tensor math (imports only torch and the standard library).
+
+- `advantages`: group-relative advantages (group / batch / no std scaling, NaN = unscorable).
+- `losses`: `LossConfig`, `policy_loss` and the `LOSSES` table of variants.
+- `kl`: per-token KL estimators k1 / k2 / k3.
+- `reduce`: masked reductions and the four aggregation modes with explicit step normalisers.
+- `logprobs`: chunked, memory-safe selective log-softmax and entropy from logits.
+- `shaping`: DAPO soft overlong penalty and dynamic-sampling filter.
+"""
+
+from burnish.algorithms.advantages import SCALES, group_advantages
+from burnish.algorithms.kl import KL_ESTIMATORS, kl_estimate
+from burnish.algorithms.logprobs import entropy_from_logits, selective_log_softmax
+from burnish.algorithms.losses import (
+    LOSSES,
+    VARIANT_DEFAULTS,
+    LossConfig,
+    LossFn,
+    entropy_gate_threshold,
+    policy_loss,
+)
+from burnish.algorithms.reduce import AGGREGATIONS, aggregate, masked_mean, masked_sum
+from burnish.algorithms.shaping import keep_informative_groups, soft_overlong_penalty
+
+__all__ = [
+    "AGGREGATIONS",
+    "KL_ESTIMATORS",
+    "LOSSES",
+    "SCALES",
+    "VARIANT_DEFAULTS",
+    "LossConfig",
+    "LossFn",
+    "aggregate",
+    "entropy_from_logits",
+    "entropy_gate_threshold",
+    "group_advantages",
+    "keep_informative_groups",
+    "kl_estimate",
+    "masked_mean",
+    "masked_sum",
+    "policy_loss",
+    "selective_log_softmax",
+    "soft_overlong_penalty",
+]

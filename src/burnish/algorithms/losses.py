@@ -1,0 +1,468 @@
+"""GRPO-family policy losses: GRPO, Dr. GRPO, DAPO, CISPO, GSPO and GSPO-token (algorithms.md §3–§12).
+
+Every loss is ``L = −J`` (minimised). Each variant is one pure function in `LOSSES` that maps
+``(logp, old_logp, advantages, mask, config)`` to the per-token surrogate ``ℓ [B, T]`` and its
+diagnostics; `policy_loss` then applies what all variants share: the high-entropy gate, the
+aggregation (§10) with the optimizer step's normalisers, the KL term (§8) and the entropy bonus
+(§11).
+
+What each variant implements, and how it departs from its paper:
+
+- ``grpo`` (DeepSeekMath): PPO clip on token ratios, ``seq-mean-token-mean``. The paper's KL
+  (k3, in the loss) is available through ``kl_coef`` but off by default (``kl_coef = 0``, like TRL
+  and verl); the paper's ε is unspecified, 0.2 here.
+- ``dr_grpo`` (Liu et al. 2025): the same token surrogate, aggregated as
+  ``Σ m ℓ / (B · max_completion_len)`` with a constant length (never the padded width). Removing the
+  std from the advantages is the caller's choice (``group_advantages(scale="none")``).
+- ``dapo`` (Yu et al. 2025): clip-higher (0.2 / 0.28) and a token-mean over the **whole optimizer
+  step**, not per group as the paper's Eq. 8 writes it (the same choice as verl ``token-mean`` and
+  TRL ``dapo``). Dynamic sampling and overlong shaping live in `burnish.algorithms.shaping`.
+- ``cispo`` (MiniMax-M1): ``ℓ = −sg(clip(r, 1 − ε_low, 1 + ε_high)) · Â · logp``, token-mean. No
+  lower bound by default and ``ε_high = 4`` (IS weight capped at 5, the ScaleRL / TRL-recommended
+  value); the paper publishes no ε_high. The loss value contains ``logp`` itself and is not a
+  progress measure; only its gradient is meaningful.
+- ``gspo`` (Zheng et al. 2025): sequence ratio ``s_i = exp(mean_t log r_{i,t})`` over valid tokens,
+  PPO clip on ``s_i`` with the paper's 3e-4 / 4e-4, mean over sequences (the only aggregation it
+  accepts). The per-sequence loss is spread over the sequence's valid tokens so that
+  ``seq-mean-token-mean`` reproduces ``(1/B) Σ_i ℓ_i`` exactly.
+- ``gspo_token``: ``s_{i,t} = sg(s_i) · π_θ / sg(π_θ)`` (value ``s_i``, per-token gradient); with
+  one advantage per sequence its value and gradient equal ``gspo``'s.
+
+Shared departures: log-ratios are clamped to ``[−20, 20]`` before ``exp`` (verl); optional dual
+clip (verl ``clip_ratio_c``) caps the per-token loss of ``Â < 0`` tokens at ``−Â · c``; padded
+positions are replaced by zeros before any arithmetic, so no value in padding (NaN included) can
+reach the loss or its gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from burnish.algorithms.kl import KL_ESTIMATORS, LOG_RATIO_CLAMP, kl_estimate
+from burnish.algorithms.reduce import AGGREGATIONS, aggregate, masked_mean, masked_sum
+
+__all__ = [
+    "LOSSES",
+    "VARIANT_DEFAULTS",
+    "LossConfig",
+    "LossFn",
+    "VariantDefaults",
+    "cispo_loss",
+    "dapo_loss",
+    "dr_grpo_loss",
+    "entropy_gate_threshold",
+    "grpo_loss",
+    "gspo_loss",
+    "gspo_token_loss",
+    "policy_loss",
+]
+
+SEQ_MEAN_TOKEN_MEAN = "seq-mean-token-mean"
+TOKEN_MEAN = "token-mean"
+SUM_NORM = "seq-mean-token-sum-norm"
+
+
+@dataclass(frozen=True)
+class VariantDefaults:
+    """What a variant uses when a `LossConfig` field is left as ``None``."""
+
+    eps_low: float
+    """Lower clip ε (``math.inf``: no lower bound)."""
+    eps_high: float
+    """Upper clip ε."""
+    aggregation: str
+    """Default aggregation mode (`burnish.algorithms.reduce.AGGREGATIONS`)."""
+    aggregations: tuple[str, ...] = tuple(AGGREGATIONS)
+    """Aggregation modes this variant can be combined with."""
+    dual_clip: bool = True
+    """Whether a dual clip makes sense for this variant."""
+
+
+VARIANT_DEFAULTS: dict[str, VariantDefaults] = {
+    "grpo": VariantDefaults(0.2, 0.2, SEQ_MEAN_TOKEN_MEAN),
+    "dr_grpo": VariantDefaults(0.2, 0.2, SUM_NORM),
+    "dapo": VariantDefaults(0.2, 0.28, TOKEN_MEAN),
+    "cispo": VariantDefaults(math.inf, 4.0, TOKEN_MEAN, dual_clip=False),
+    "gspo": VariantDefaults(3e-4, 4e-4, SEQ_MEAN_TOKEN_MEAN, (SEQ_MEAN_TOKEN_MEAN,)),
+    "gspo_token": VariantDefaults(3e-4, 4e-4, SEQ_MEAN_TOKEN_MEAN, (SEQ_MEAN_TOKEN_MEAN,)),
+}
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Which GRPO-family loss to use and its knobs. ``None`` fields take the variant's default.
+
+    Use `resolved` to get a copy with every default filled in.
+    """
+
+    name: str
+    """Variant: ``grpo``, ``dr_grpo``, ``dapo``, ``cispo``, ``gspo`` or ``gspo_token``."""
+    eps_low: float | None = None
+    """Lower clip: ratios below ``1 − eps_low`` stop the gradient of ``Â < 0`` tokens (CISPO: floor
+    of the IS weight)."""
+    eps_high: float | None = None
+    """Upper clip: ratios above ``1 + eps_high`` stop the gradient of ``Â > 0`` tokens (CISPO: cap
+    of the IS weight, at ``1 + eps_high``)."""
+    kl_coef: float = 0.0
+    """β of the KL term added to the loss (needs ``ref_logp``)."""
+    kl_estimator: str = "k3"
+    """``k1``, ``k2`` or ``k3`` (`burnish.algorithms.kl`)."""
+    aggregation: str | None = None
+    """``token-mean``, ``seq-mean-token-mean``, ``seq-mean-token-sum-norm`` or
+    ``seq-mean-token-sum``."""
+    max_completion_len: int | None = None
+    """The constant length of ``seq-mean-token-sum-norm`` (Dr. GRPO's ``L_max``)."""
+    dual_clip: float | None = None
+    """Dual-clip constant ``c > 1``: the loss of an ``Â < 0`` token is capped at ``−Â · c``."""
+    entropy_coef: float = 0.0
+    """α of the entropy bonus ``−α · aggregate(H)`` (needs ``entropy``)."""
+    entropy_gate_quantile: float | None = None
+    """High-entropy gate ("80/20"): train only on tokens whose entropy is at least this quantile of
+    the step's valid-token entropies; 0.8 keeps the top 20% (needs ``entropy``)."""
+
+    def __post_init__(self) -> None:
+        if self.name not in LOSSES:
+            raise ValueError(f"unknown loss name {self.name!r}; allowed: {sorted(LOSSES)}")
+        for field in ("eps_low", "eps_high"):
+            value = getattr(self, field)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{field} must be >= 0 (or None for the default); got {value}")
+        if not self.kl_coef >= 0:
+            raise ValueError(f"kl_coef must be >= 0; got {self.kl_coef}")
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(
+                f"unknown kl_estimator {self.kl_estimator!r}; allowed: {sorted(KL_ESTIMATORS)}"
+            )
+        if not math.isfinite(self.entropy_coef):
+            raise ValueError(f"entropy_coef must be finite; got {self.entropy_coef}")
+        defaults = VARIANT_DEFAULTS[self.name]
+        if self.aggregation is not None and self.aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"unknown aggregation {self.aggregation!r}; allowed: {sorted(AGGREGATIONS)}"
+            )
+        aggregation = self.aggregation or defaults.aggregation
+        if aggregation not in defaults.aggregations:
+            raise ValueError(
+                f"loss {self.name!r} cannot use aggregation {aggregation!r}; "
+                f"allowed: {list(defaults.aggregations)}"
+            )
+        if self.max_completion_len is not None and self.max_completion_len < 1:
+            raise ValueError(f"max_completion_len must be >= 1; got {self.max_completion_len}")
+        if aggregation == SUM_NORM and self.max_completion_len is None:
+            raise ValueError(
+                f"aggregation {SUM_NORM!r} (loss {self.name!r}) needs max_completion_len, the fixed "
+                "generation budget it divides by; got None"
+            )
+        if self.dual_clip is not None:
+            if not defaults.dual_clip:
+                raise ValueError(
+                    f"dual_clip does not apply to loss {self.name!r}; allowed with: "
+                    f"{sorted(n for n, d in VARIANT_DEFAULTS.items() if d.dual_clip)}"
+                )
+            if not self.dual_clip > 1:
+                raise ValueError(f"dual_clip must be > 1 (or None); got {self.dual_clip}")
+        q = self.entropy_gate_quantile
+        if q is not None and not 0 < q < 1:
+            raise ValueError(f"entropy_gate_quantile must be in the open interval (0, 1); got {q}")
+
+    def resolved(self) -> LossConfig:
+        """A copy with ``eps_low``, ``eps_high`` and ``aggregation`` set to concrete values."""
+        d = VARIANT_DEFAULTS[self.name]
+        return replace(
+            self,
+            eps_low=d.eps_low if self.eps_low is None else self.eps_low,
+            eps_high=d.eps_high if self.eps_high is None else self.eps_high,
+            aggregation=self.aggregation or d.aggregation,
+        )
+
+
+LossFn = Callable[[Tensor, Tensor, Tensor, Tensor, LossConfig], tuple[Tensor, dict[str, Tensor]]]
+"""``(logp_B_T, old_logp_B_T, adv_B, mask_B_T, resolved_config) -> (ℓ_B_T, metrics)``."""
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+
+def _frac(flags_B_T: Tensor, mask_B_T: Tensor) -> Tensor:
+    return (flags_B_T & mask_B_T).sum() / mask_B_T.sum().clamp(min=1)
+
+
+def _log_ratio(logp_B_T: Tensor, old_logp_B_T: Tensor) -> Tensor:
+    return (logp_B_T - old_logp_B_T).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+
+
+def _clipped_surrogate(ratio: Tensor, adv: Tensor, cfg: LossConfig) -> Tensor:
+    """Per-element PPO loss ``max(−Â r, −Â clip(r))``, with the optional dual clip for ``Â < 0``."""
+    unclipped = -adv * ratio
+    clipped = -adv * ratio.clamp(1.0 - cfg.eps_low, 1.0 + cfg.eps_high)
+    # On ties take the unclipped branch: inside the trust region the full gradient flows through it.
+    loss = torch.where(clipped > unclipped, clipped, unclipped)
+    if cfg.dual_clip is not None:
+        capped = torch.minimum(loss, -adv * cfg.dual_clip)
+        loss = torch.where(adv < 0, capped, loss)
+    return loss
+
+
+def _clip_metrics(ratio: Tensor, adv: Tensor, mask: Tensor, cfg: LossConfig) -> dict[str, Tensor]:
+    """Fractions of valid tokens whose gradient the clip (or dual clip) removes."""
+    low = (adv < 0) & (ratio < 1.0 - cfg.eps_low)
+    high = (adv > 0) & (ratio > 1.0 + cfg.eps_high)
+    metrics = {"clip/low_frac": _frac(low, mask), "clip/high_frac": _frac(high, mask)}
+    if cfg.dual_clip is not None:
+        metrics["clip/dual_frac"] = _frac((adv < 0) & (ratio > cfg.dual_clip), mask)
+    return metrics
+
+
+def _ratio_metrics(ratio_B_T: Tensor, mask_B_T: Tensor) -> dict[str, Tensor]:
+    valid_max = torch.where(mask_B_T, ratio_B_T, torch.zeros_like(ratio_B_T)).max()
+    return {"ratio/mean": masked_mean(ratio_B_T, mask_B_T), "ratio/max": valid_max}
+
+
+def _ppo_token_loss(
+    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    ratio_B_T = torch.exp(_log_ratio(logp, old_logp))
+    adv_B_T = adv_B[:, None].expand_as(ratio_B_T)
+    loss_B_T = _clipped_surrogate(ratio_B_T, adv_B_T, cfg)
+    r = ratio_B_T.detach()
+    return loss_B_T, {**_clip_metrics(r, adv_B_T, mask, cfg), **_ratio_metrics(r, mask)}
+
+
+# ----------------------------------------------------------------------------- the variants
+
+
+def grpo_loss(
+    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """GRPO token surrogate ``max(−Â r, −Â clip(r, 1 − ε_low, 1 + ε_high))`` per token ``[B, T]``."""
+    return _ppo_token_loss(logp, old_logp, adv_B, mask, cfg)
+
+
+def dr_grpo_loss(
+    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Dr. GRPO: GRPO's token surrogate; the difference is the constant-length aggregation."""
+    return _ppo_token_loss(logp, old_logp, adv_B, mask, cfg)
+
+
+def dapo_loss(
+    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """DAPO: the clipped token surrogate with decoupled (clip-higher) bounds."""
+    return _ppo_token_loss(logp, old_logp, adv_B, mask, cfg)
+
+
+def cispo_loss(
+    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """CISPO: ``−sg(clip(r, 1 − ε_low, 1 + ε_high)) · Â · logp``; every token keeps its gradient.
+
+    The stop-gradient is applied after clipping: differentiating through ``r`` as well would give
+    ``−Â r (1 + logp)``, which depends on the absolute log-probability (a bug, not CISPO).
+    """
+    ratio_B_T = torch.exp(_log_ratio(logp, old_logp)).detach()
+    weight_B_T = ratio_B_T.clamp(1.0 - cfg.eps_low, 1.0 + cfg.eps_high)
+    loss_B_T = -weight_B_T * adv_B[:, None] * logp
+    capped = _frac(ratio_B_T > 1.0 + cfg.eps_high, mask)
+    metrics = {
+        "clip/low_frac": _frac(ratio_B_T < 1.0 - cfg.eps_low, mask),
+        "clip/high_frac": capped,
+        "cispo/capped_frac": capped,
+        **_ratio_metrics(ratio_B_T, mask),
+    }
+    return loss_B_T, metrics
+
+
+def _seq_log_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
+    """``[B]`` mean token log-ratio over each sequence's valid tokens (0 for an empty row)."""
+    lengths_B = mask.sum(-1).clamp(min=1)
+    mean_B = masked_sum(logp - old_logp, mask, dim=-1) / lengths_B
+    return mean_B.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+
+
+def _gspo_metrics(s_B: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig) -> dict[str, Tensor]:
+    """Clip fractions counted in tokens (tokens of clipped sequences / valid tokens); ratio
+    statistics over the non-empty sequences' ``s_i``."""
+    s_B_T = s_B.detach()[:, None].expand_as(mask)
+    adv_B_T = adv_B[:, None].expand_as(mask)
+    has_tokens_B = mask.any(-1)
+    s = s_B.detach()
+    ratio = {
+        "ratio/mean": masked_mean(s, has_tokens_B),
+        "ratio/max": torch.where(has_tokens_B, s, torch.zeros_like(s)).max(),
+    }
+    return {**_clip_metrics(s_B_T, adv_B_T, mask, cfg), **ratio}
+
+
+def gspo_loss(
+    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """GSPO: PPO clip on the length-normalised sequence ratio ``s_i``; ``ℓ_i`` on every valid token."""
+    s_B = torch.exp(_seq_log_ratio(logp, old_logp, mask))
+    loss_B = _clipped_surrogate(s_B, adv_B, cfg)
+    return loss_B[:, None].expand_as(logp), _gspo_metrics(s_B, adv_B, mask, cfg)
+
+
+def gspo_token_loss(
+    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """GSPO-token: ``s_{i,t} = sg(s_i) · exp(logp − sg(logp))``, clipped per token."""
+    s_B = torch.exp(_seq_log_ratio(logp, old_logp, mask)).detach()
+    s_B_T = s_B[:, None] * torch.exp(logp - logp.detach())
+    adv_B_T = adv_B[:, None].expand_as(logp)
+    return _clipped_surrogate(s_B_T, adv_B_T, cfg), _gspo_metrics(s_B, adv_B, mask, cfg)
+
+
+LOSSES: dict[str, LossFn] = {
+    "grpo": grpo_loss,
+    "dr_grpo": dr_grpo_loss,
+    "dapo": dapo_loss,
+    "cispo": cispo_loss,
+    "gspo": gspo_loss,
+    "gspo_token": gspo_token_loss,
+}
+
+
+# ----------------------------------------------------------------------------- the full loss
+
+
+def entropy_gate_threshold(entropy: Tensor, mask: Tensor, quantile: float) -> Tensor:
+    """The ``quantile`` of the valid tokens' entropies (linear interpolation, as `torch.quantile`).
+
+    Compute it once over the whole optimizer step and pass it to `policy_loss` as
+    ``entropy_threshold`` so that every micro-batch uses the same gate.
+
+    Args:
+        entropy: ``[B, T]`` per-token entropies (detached here).
+        mask: ``[B, T]`` loss mask; padded entries never enter the quantile.
+        quantile: in (0, 1); 0.8 keeps the top 20% of tokens.
+
+    Returns:
+        0-dim tensor; ``+inf`` when there are no valid tokens (nothing passes the gate).
+    """
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be in the open interval (0, 1); got {quantile}")
+    values, _ = entropy.detach()[mask.bool()].sort()
+    n = values.numel()
+    if n == 0:
+        return torch.tensor(float("inf"), dtype=entropy.dtype, device=entropy.device)
+    pos = quantile * (n - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return values[lo] + (pos - lo) * (values[hi] - values[lo])
+
+
+def _check_inputs(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, **optional) -> None:
+    if logp.dim() != 2:
+        raise ValueError(f"logp must be [B, T]; got shape {tuple(logp.shape)}")
+    for name, t in {"old_logp": old_logp, "mask": mask, **optional}.items():
+        if t is not None and t.shape != logp.shape:
+            raise ValueError(f"{name} must have logp's shape {tuple(logp.shape)}; got {tuple(t.shape)}")
+    if adv.shape != logp.shape[:1]:
+        raise ValueError(f"advantages must be [B] = {tuple(logp.shape[:1])}; got {tuple(adv.shape)}")
+
+
+def _zero_padding(x: Tensor | None, mask: Tensor) -> Tensor | None:
+    return None if x is None else torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    config: LossConfig,
+    *,
+    ref_logp: Tensor | None = None,
+    entropy: Tensor | None = None,
+    num_tokens: float | Tensor | None = None,
+    num_seqs: float | Tensor | None = None,
+    entropy_threshold: float | Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """The loss ``L = −J`` of one (micro-)batch for the variant named in ``config``.
+
+    ``L = aggregate(gate · ℓ) + β · aggregate(KL) − α · aggregate(H)``, all aggregated with the
+    variant's mode and the same normalisers. The KL term and entropy bonus are never gated.
+
+    Args:
+        logp: ``[B, T]`` log-probabilities of the sampled tokens under the policy (with grad).
+        old_logp: ``[B, T]`` log-probabilities under the sampling policy (no grad needed).
+        advantages: ``[B]`` one advantage per sequence.
+        mask: ``[B, T]`` loss mask (bool or 0/1); padding may hold any value, even NaN.
+        config: the variant and its knobs.
+        ref_logp: ``[B, T]`` reference log-probabilities; needed when ``kl_coef > 0``, used for the
+            ``kl/mean`` metric whenever given.
+        entropy: ``[B, T]`` policy entropies (keep their graph for the bonus); needed when
+            ``entropy_coef != 0`` or the entropy gate is on.
+        num_tokens: valid tokens of the whole optimizer step (``None``: this batch's).
+        num_seqs: sequences of the whole optimizer step (``None``: this batch's ``B``).
+        entropy_threshold: the step's gate threshold from `entropy_gate_threshold` (``None``:
+            computed over this batch's valid tokens).
+
+    Returns:
+        ``(loss, metrics)``: a 0-dim tensor and plain floats ``loss/total``, ``loss/policy``,
+        ``loss/kl``, ``loss/entropy_bonus`` (the terms as added to the loss), ``clip/low_frac``,
+        ``clip/high_frac``, ``ratio/mean``, ``ratio/max`` (GSPO: of the sequence ratios), plus
+        ``kl/mean`` when ``ref_logp`` is given, ``entropy/mean`` when ``entropy`` is given,
+        ``entropy/gate_frac`` with the gate, ``clip/dual_frac`` with dual clip and
+        ``cispo/capped_frac`` for CISPO. Means are over this batch's valid tokens, so under
+        micro-batching they are per-micro-batch values; only the loss adds up.
+
+    Raises:
+        ValueError: on mismatched shapes, or a missing ``ref_logp`` / ``entropy`` that the config
+            needs.
+    """
+    cfg = config.resolved()
+    _check_inputs(logp, old_logp, advantages, mask, ref_logp=ref_logp, entropy=entropy)
+    if cfg.kl_coef > 0 and ref_logp is None:
+        raise ValueError(f"kl_coef={cfg.kl_coef} needs ref_logp; got None")
+    gated = cfg.entropy_gate_quantile is not None
+    if (cfg.entropy_coef != 0 or gated) and entropy is None:
+        raise ValueError(
+            f"entropy_coef={cfg.entropy_coef} / entropy_gate_quantile={cfg.entropy_gate_quantile} "
+            "need entropy; got None"
+        )
+    mask = mask.bool()
+    logp, old_logp = _zero_padding(logp, mask), _zero_padding(old_logp.detach(), mask)
+    ref_logp, entropy = _zero_padding(ref_logp, mask), _zero_padding(entropy, mask)
+    adv_B = advantages.detach().to(logp.dtype)
+
+    token_loss_B_T, metrics = LOSSES[cfg.name](logp, old_logp, adv_B, mask, cfg)
+    agg = partial(
+        aggregate,
+        mask_B_T=mask,
+        mode=cfg.aggregation,
+        num_tokens=num_tokens,
+        num_seqs=num_seqs,
+        norm_len=cfg.max_completion_len,
+    )
+    if gated:
+        if entropy_threshold is None:
+            entropy_threshold = entropy_gate_threshold(entropy, mask, cfg.entropy_gate_quantile)
+        gate_B_T = (entropy.detach() >= entropy_threshold) & mask
+        token_loss_B_T = torch.where(gate_B_T, token_loss_B_T, torch.zeros_like(token_loss_B_T))
+        metrics["entropy/gate_frac"] = _frac(gate_B_T, mask)
+
+    pg = agg(token_loss_B_T)
+    kl_term = torch.zeros((), dtype=pg.dtype, device=pg.device)
+    if ref_logp is not None:
+        kl_B_T = kl_estimate(logp if cfg.kl_coef > 0 else logp.detach(), ref_logp, cfg.kl_estimator)
+        metrics["kl/mean"] = masked_mean(kl_B_T.detach(), mask)
+        if cfg.kl_coef > 0:
+            kl_term = cfg.kl_coef * agg(kl_B_T)
+    bonus = torch.zeros((), dtype=pg.dtype, device=pg.device)
+    if entropy is not None:
+        metrics["entropy/mean"] = masked_mean(entropy.detach(), mask)
+        if cfg.entropy_coef != 0:
+            bonus = -cfg.entropy_coef * agg(entropy)
+    loss = pg + kl_term + bonus
+
+    metrics.update({"loss/policy": pg, "loss/kl": kl_term, "loss/entropy_bonus": bonus})
+    metrics["loss/total"] = loss
+    return loss, {k: float(v.detach()) for k, v in metrics.items()}

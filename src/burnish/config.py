@@ -1,0 +1,311 @@
+"""The configuration of a run: typed, grouped, documented once.
+
+A run is described by a TOML file whose tables match the models below (`[model]`, `[lora]`,
+`[env]`, `[algorithm]`, `[rollout]`, `[train]`, `[eval]`, `[log]`, `[[judges]]`,
+`[monitors]`). `--set a.b=c` overrides any field. The resolved configuration is saved as
+`config.toml` in the run directory. A bad file or field raises `ConfigError` naming the field,
+the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------- core sections
+
+
+class ModelConfig(_Section):
+    name: str = "burnish-tiny"
+    """Hugging Face hub id, local directory, or "burnish-tiny" (shipped)."""
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    device: str = "cpu"
+    trust_remote_code: bool = False
+    threads: int | None = Field(default=None, ge=1)
+    """Torch CPU threads, set once (None: one per physical core, at most 2 on a busy box)."""
+
+
+class LoraConfig(_Section):
+    enabled: bool = True
+    """False = full fine-tuning."""
+    rank: int = Field(default=16, ge=1)
+    alpha: float = Field(default=32.0, gt=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    target_modules: list[str] | None = None
+    """None: a sensible default for the architecture."""
+
+
+class EnvEntry(_Section):
+    name: str
+    """Built-in name, entry-point name, or "module:attr"."""
+    weight: float = Field(default=1.0, gt=0)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class EnvConfig(_Section):
+    name: str | None = "arithmetic"
+    """A single environment (ignored when `mix` is given)."""
+    mix: list[EnvEntry] = Field(default_factory=list)
+    """A weighted mixture of environments."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    max_turns: int = Field(default=8, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    """Token budget per episode for sampled + environment tokens (None: no budget beyond turns)."""
+
+    @model_validator(mode="after")
+    def _one_env(self) -> EnvConfig:
+        if not self.mix and not self.name:
+            raise ValueError("set env.name or env.mix")
+        return self
+
+    def entries(self) -> list[EnvEntry]:
+        return self.mix or [EnvEntry(name=self.name or "", kwargs=self.kwargs)]
+
+
+class AlgorithmConfig(_Section):
+    loss: Literal["grpo", "dr_grpo", "dapo", "cispo", "gspo"] = "dapo"
+    eps_low: float | None = Field(default=None, ge=0)
+    eps_high: float | None = Field(default=None, ge=0)
+    kl_coef: float = Field(default=0.0, ge=0)
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    aggregation: (
+        Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm", "seq-mean-token-sum"]
+        | None
+    ) = None
+    """None: the variant's default."""
+    dual_clip: float | None = Field(default=None, gt=1)
+    entropy_coef: float = 0.0
+    entropy_gate_quantile: float | None = Field(default=None, gt=0, lt=1)
+    advantage_scale: Literal["group", "batch", "none"] | None = None
+    """None: "none" for dr_grpo, "group" otherwise."""
+    dynamic_sampling: bool | None = None
+    """Drop zero-variance groups and top the batch up (None: on for dapo)."""
+    max_resample_rounds: int = Field(default=3, ge=0)
+    """Cap on extra sampling rounds per step when dynamic sampling tops up the batch."""
+    overlong_cache: int | None = Field(default=None, ge=1)
+    """Soft overlong punishment (DAPO) over the last `overlong_cache` tokens of the budget."""
+    mask_truncated: bool = False
+    """Overlong filtering: no loss on completions cut off by the token budget."""
+
+    def resolved_scale(self) -> str:
+        return self.advantage_scale or ("none" if self.loss == "dr_grpo" else "group")
+
+    def resolved_dynamic_sampling(self) -> bool:
+        return self.loss == "dapo" if self.dynamic_sampling is None else self.dynamic_sampling
+
+
+class RolloutConfig(_Section):
+    prompts_per_step: int = Field(default=8, ge=1)
+    group_size: int = Field(default=8, ge=2)
+    """Completions per prompt; GRPO needs at least 2 to form a baseline."""
+    max_new_tokens: int = Field(default=32, ge=1)
+    """Per assistant turn."""
+    temperature: float = Field(default=1.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    top_k: int = Field(default=0, ge=0)
+    concurrency: int = Field(default=256, ge=1)
+
+
+class TrainConfig(_Section):
+    steps: int = Field(default=100, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = Field(default=0, ge=0)
+    micro_batch_size: int = Field(default=64, ge=1)
+    """Sequences per forward/backward; gradients accumulate up to the optimizer step."""
+    minibatches: int = Field(default=1, ge=1)
+    """Optimizer steps per rollout batch (each on 1/minibatches of the sequences)."""
+    inner_epochs: int = Field(default=1, ge=1)
+    """Passes over the rollout batch (mu); >1 is off-policy and uses the clip / IS weights."""
+    seed: int = 0
+    checkpoint_every: int = Field(default=50, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1)
+
+
+class EvalConfig(_Section):
+    every: int = Field(default=25, ge=0)
+    """Evaluate on the test split every N steps (0: only before and after)."""
+    n_tasks: int = Field(default=100, ge=1)
+    samples: int = Field(default=4, ge=1)
+    temperature: float = Field(default=1.0, ge=0)
+    seed: int = 1234
+
+
+class LogConfig(_Section):
+    run_dir: str = "runs/latest"
+    sinks: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
+    """Extra metric sinks, used when their package is installed."""
+    project: str = "burnish"
+
+
+class JudgeEntry(_Section):
+    name: str
+    kind: Literal["rubric", "group"] = "rubric"
+    role: Literal["reward", "metric", "monitor"] = "reward"
+    weight: float = 1.0
+    rubric: str | None = None
+    """Rubric TOML path (rubric judges, and group judges that take one)."""
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "judge"
+    api_key_env: str | None = None
+    temperature: float = 0.0
+    timeout: float = Field(default=30.0, gt=0)
+    max_concurrency: int = Field(default=8, ge=1)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    cache: bool = True
+    price_per_1k_tokens: float | None = Field(default=None, ge=0)
+
+
+class MonitorsConfig(_Section):
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Passed to burnish.monitors.MonitorConfig (thresholds, windows, probes, on_alert)."""
+
+
+class EnvScoreConfig(_Section):
+    role: Literal["reward", "metric", "monitor"] = "reward"
+    weight: float = 1.0
+
+
+class RunConfig(_Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    env_score: EnvScoreConfig = Field(default_factory=EnvScoreConfig)
+    """How the environment's programmatic score is used (reward, or held-out monitor)."""
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    judges: list[JudgeEntry] = Field(default_factory=list)
+    monitors: MonitorsConfig = Field(default_factory=MonitorsConfig)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        bad = e.get("input")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown field {loc!r}")
+        else:
+            lines.append(f"field {loc!r}: {msg} (got {bad!r})")
+    return "; ".join(lines)
+
+
+def _parse_value(raw: str) -> Any:
+    """Parse an override value as a TOML literal (number, bool, list, string); bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=c` overrides to a raw config dict (in place) and return it."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value")
+        key, raw = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"override {item!r} has an empty field name")
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a section")
+        node[parts[-1]] = _parse_value(raw.strip())
+    return data
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"invalid configuration: {_describe(e)}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a run configuration from TOML (or the defaults when `path` is None) plus overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p} is not valid TOML: {e}") from None
+    return from_dict(apply_overrides(data, list(overrides or [])))
+
+
+def loads_config(text: str, overrides: list[str] | None = None) -> RunConfig:
+    """Load a run configuration from a TOML string plus overrides."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config is not valid TOML: {e}") from None
+    return from_dict(apply_overrides(data, list(overrides or [])))
+
+
+def to_toml(config: RunConfig) -> str:
+    """Serialise a config as TOML (None fields are omitted: they mean "default")."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    out: list[str] = []
+
+    def value(v: Any) -> str:
+        return json.dumps(v) if not isinstance(v, bool) else ("true" if v else "false")
+
+    def inline(v: Any) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {inline(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, list):
+            return "[" + ", ".join(inline(x) for x in v) + "]"
+        return value(v)
+
+    for section, body in data.items():
+        if isinstance(body, list):
+            for item in body:
+                out.append(f"[[{section}]]")
+                out.extend(f"{k} = {inline(v)}" for k, v in item.items())
+                out.append("")
+            continue
+        out.append(f"[{section}]")
+        out.extend(f"{k} = {inline(v)}" for k, v in body.items())
+        out.append("")
+    return "\n".join(out)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write the resolved config atomically."""
+    p = Path(path)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(to_toml(config))
+    tmp.replace(p)

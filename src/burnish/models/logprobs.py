@@ -1,0 +1,154 @@
+"""Per-token log-probabilities (and entropies) of sequences under a causal LM, memory-safe.
+
+``model(tokens).logits`` materialises ``[B, T, V]`` logits, and a float32 log-softmax over them
+another copy, both kept alive for the backward pass: with a 150k vocabulary that is the largest
+tensor of a training step by far. Here the transformer body runs once to give hidden states
+``[B, T, H]``; the LM head is then applied to chunks of ``chunk_size`` token positions, each
+chunk's logits are turned into logprobs (and entropies) at once, and when gradients are needed the
+chunk is recomputed in the backward pass (activation checkpointing), so only ``[chunk, V]`` logits
+ever exist.
+
+Works for plain transformers models and PEFT-wrapped models (the LoRA layers sit inside the body
+and head modules, so disabling the adapter with `reference_mode` is honoured).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from burnish.algorithms.logprobs import entropy_from_logits, selective_log_softmax
+
+__all__ = ["body_and_head", "position_ids_from_mask", "sequence_logprobs"]
+
+
+def body_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Find the transformer body (tokens -> hidden states) and the LM head of a causal LM.
+
+    Raises:
+        TypeError: if the model exposes no output embeddings or no decoder.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    body = None
+    if hasattr(base, "get_decoder"):
+        body = base.get_decoder()
+    if body is None or body is base:
+        body = getattr(base, getattr(base, "base_model_prefix", ""), None)
+    if head is None or body is None:
+        raise TypeError(
+            f"cannot find the transformer body and LM head of {type(base).__name__}: expected a "
+            "transformers causal LM (get_output_embeddings() and get_decoder())"
+        )
+    return body, head
+
+
+def position_ids_from_mask(attention_mask_B_T: Tensor) -> Tensor:
+    """Position ids that count only real tokens, for left- or right-padded rows: [B, T] int64."""
+    pos_B_T = attention_mask_B_T.long().cumsum(-1) - 1
+    return pos_B_T.clamp_(min=0)
+
+
+def _softcap(model: torch.nn.Module) -> float | None:
+    config = getattr(model, "config", None)
+    cap = getattr(config, "final_logit_softcapping", None)
+    return float(cap) if cap else None
+
+
+def _chunk_stats(
+    head: torch.nn.Module,
+    hidden_N_H: Tensor,
+    targets_N: Tensor,
+    temperature: float,
+    softcap: float | None,
+    with_entropy: bool,
+) -> tuple[Tensor, Tensor]:
+    logits_N_V = head(hidden_N_H)
+    if softcap is not None:
+        logits_N_V = torch.tanh(logits_N_V / softcap) * softcap
+    logp_N = selective_log_softmax(logits_N_V, targets_N, temperature=temperature)
+    if with_entropy:
+        ent_N = entropy_from_logits(logits_N_V, temperature=temperature)
+    else:
+        ent_N = torch.zeros_like(logp_N)
+    return logp_N, ent_N
+
+
+def sequence_logprobs(
+    model: torch.nn.Module,
+    tokens_B_T: Tensor,
+    *,
+    attention_mask_B_T: Tensor | None = None,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    chunk_size: int = 512,
+) -> tuple[Tensor, Tensor | None]:
+    """Logprob of every token given the tokens before it, and optionally the entropies.
+
+    ``logp[:, t] = log p(tokens[:, t] | tokens[:, :t])`` under ``softmax(logits / temperature)``;
+    ``logp[:, 0] = 0`` (nothing predicts the first token), and so is every position whose token is
+    padding (``attention_mask == 0``). ``entropy[:, t]`` is the entropy of the distribution that
+    predicted token ``t`` (0 at ``t = 0`` and at padding).
+
+    Padding may be on either side: position ids are computed from the attention mask.
+
+    Args:
+        model: a transformers causal LM or a PEFT model around one.
+        tokens_B_T: [B, T] int64 token ids.
+        attention_mask_B_T: [B, T] 1 for real tokens, 0 for padding; default all ones.
+        temperature: the sampling temperature the tokens were drawn with (> 0).
+        with_entropy: also return the entropies.
+        chunk_size: token positions (over the whole batch) whose logits exist at once.
+
+    Returns:
+        ``(logp_B_T, entropy_B_T or None)``, float32, differentiable when grad is enabled.
+
+    Raises:
+        ValueError: on bad shapes, temperature or chunk size.
+    """
+    if tokens_B_T.dim() != 2:
+        raise ValueError(f"tokens_B_T must be [B, T], got shape {tuple(tokens_B_T.shape)}")
+    if attention_mask_B_T is not None and attention_mask_B_T.shape != tokens_B_T.shape:
+        raise ValueError(
+            f"attention_mask shape {tuple(attention_mask_B_T.shape)} != tokens shape "
+            f"{tuple(tokens_B_T.shape)}"
+        )
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    b, t = tokens_B_T.shape
+    body, head = body_and_head(model)
+    kwargs: dict = {"input_ids": tokens_B_T, "use_cache": False}
+    if attention_mask_B_T is not None:
+        kwargs["attention_mask"] = attention_mask_B_T
+        kwargs["position_ids"] = position_ids_from_mask(attention_mask_B_T)
+    hidden_B_T_H = body(**kwargs).last_hidden_state
+
+    n = b * (t - 1)
+    hidden_N_H = hidden_B_T_H[:, :-1].reshape(n, -1)
+    targets_N = tokens_B_T[:, 1:].reshape(n)
+    softcap = _softcap(model.get_base_model() if hasattr(model, "get_base_model") else model)
+    use_ckpt = torch.is_grad_enabled() and hidden_N_H.requires_grad
+    logps, ents = [], []
+    for s in range(0, n, chunk_size):
+        args = (head, hidden_N_H[s : s + chunk_size], targets_N[s : s + chunk_size])
+        extra = (temperature, softcap, with_entropy)
+        if use_ckpt:
+            lp, en = checkpoint(_chunk_stats, *args, *extra, use_reentrant=False)
+        else:
+            lp, en = _chunk_stats(*args, *extra)
+        logps.append(lp)
+        ents.append(en)
+
+    zeros_B_1 = torch.zeros(b, 1, dtype=torch.float32, device=tokens_B_T.device)
+
+    def assemble(parts: list[Tensor]) -> Tensor:
+        rest = torch.cat(parts).view(b, t - 1) if parts else zeros_B_1[:, :0]
+        out_B_T = torch.cat([zeros_B_1, rest], dim=1)
+        if attention_mask_B_T is not None:
+            out_B_T = out_B_T * attention_mask_B_T.to(out_B_T.dtype)
+        return out_B_T
+
+    return assemble(logps), assemble(ents) if with_entropy else None

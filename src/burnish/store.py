@@ -1,0 +1,182 @@
+"""The run store: one SQLite file per run, written as the run goes.
+
+Tables: `steps` (every metric of every step), `rollouts` (every trajectory with its task, text,
+reward, components, stop reason and token counts), `evals` (test-split metrics), `alerts` and
+`flagged` (reward-hacking monitors). Each step is written in one transaction, so a crash leaves
+whole steps only; on resume, rows after the checkpoint step are deleted before the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from burnish.types import Group
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS steps (
+    step INTEGER PRIMARY KEY, time REAL, metrics TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rollouts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, step INTEGER NOT NULL, env TEXT, task_id TEXT,
+    grp INTEGER, sample INTEGER, prompt TEXT, completion TEXT, reward REAL, advantage REAL,
+    components TEXT, stop_reason TEXT, num_tokens INTEGER, num_sampled INTEGER, turns INTEGER,
+    error TEXT, task_info TEXT, info TEXT);
+CREATE INDEX IF NOT EXISTS rollouts_step ON rollouts(step);
+CREATE TABLE IF NOT EXISTS evals (
+    step INTEGER NOT NULL, env TEXT NOT NULL, metrics TEXT NOT NULL, PRIMARY KEY (step, env));
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, step INTEGER NOT NULL, rule TEXT, signal TEXT,
+    value REAL, threshold REAL, evidence TEXT);
+CREATE TABLE IF NOT EXISTS flagged (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, step INTEGER NOT NULL, grp INTEGER, sample INTEGER,
+    reward REAL, flags TEXT, text TEXT);
+"""
+
+
+def _json(v: Any) -> str:
+    return json.dumps(v, default=str)
+
+
+def _prompt_text(group: Group) -> str:
+    return "\n".join(f"{m.role}: {m.content}" for m in group.task.prompt)
+
+
+class RunStore:
+    """Read and write one run's SQLite store (`run.db` in the run directory)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(self.path))
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.executescript(_SCHEMA)
+        self.conn.commit()
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> RunStore:
+        """Open the store of a run directory (a path to a .db file also works)."""
+        p = Path(run_dir)
+        if p.suffix == ".db":
+            return cls(p)
+        if not p.is_dir():
+            raise FileNotFoundError(f"run directory not found: {p}")
+        return cls(p / "run.db")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def log_step(
+        self,
+        step: int,
+        metrics: dict[str, float],
+        groups: Sequence[Group] = (),
+        advantages: Sequence[Sequence[float | None]] | None = None,
+        alerts: Iterable[Any] = (),
+        flagged: Iterable[Any] = (),
+    ) -> None:
+        """Write one step (metrics, rollouts, alerts, flagged samples) in one transaction."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO steps VALUES (?, ?, ?)", (step, time.time(), _json(metrics))
+            )
+            rows = []
+            for g_idx, group in enumerate(groups):
+                prompt = _prompt_text(group)
+                for s_idx, (traj, score) in enumerate(zip(group.trajectories, group.scores)):
+                    adv = advantages[g_idx][s_idx] if advantages is not None else None
+                    rows.append((
+                        step, group.task.env, group.task.id, g_idx, s_idx, prompt, traj.completion,
+                        score.value, adv, _json(dict(score.components)), traj.stop_reason.value,
+                        len(traj.tokens), traj.num_sampled, traj.turns, traj.error,
+                        _json(dict(group.task.info)), _json({**traj.info, "score": score.info}),
+                    ))
+            self.conn.executemany(
+                "INSERT INTO rollouts (step, env, task_id, grp, sample, prompt, completion, reward,"
+                " advantage, components, stop_reason, num_tokens, num_sampled, turns, error,"
+                " task_info, info) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            self.conn.executemany(
+                "INSERT INTO alerts (step, rule, signal, value, threshold, evidence)"
+                " VALUES (?,?,?,?,?,?)",
+                [(step, a.rule, a.signal, a.value, a.threshold, _json(a.evidence)) for a in alerts],
+            )
+            self.conn.executemany(
+                "INSERT INTO flagged (step, grp, sample, reward, flags, text) VALUES (?,?,?,?,?,?)",
+                [(step, f.group, f.rollout, f.reward, _json(f.flags), f.text) for f in flagged],
+            )
+
+    def log_eval(self, step: int, env: str, metrics: dict[str, Any]) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO evals VALUES (?, ?, ?)", (step, env, _json(metrics))
+            )
+
+    def truncate_after(self, step: int) -> None:
+        """Delete everything logged after `step` (used when resuming from a checkpoint)."""
+        with self.conn:
+            for table in ("steps", "rollouts", "alerts", "flagged"):
+                self.conn.execute(f"DELETE FROM {table} WHERE step > ?", (step,))
+            self.conn.execute("DELETE FROM evals WHERE step > ?", (step,))
+
+    # ------------------------------------------------------------------ reading
+
+    def steps(self) -> list[dict[str, Any]]:
+        """All steps in order, each a dict of metrics plus "step"."""
+        cur = self.conn.execute("SELECT step, metrics FROM steps ORDER BY step")
+        return [{"step": r["step"], **json.loads(r["metrics"])} for r in cur]
+
+    def evals(self, env: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT step, env, metrics FROM evals"
+        args: tuple = ()
+        if env is not None:
+            q += " WHERE env = ?"
+            args = (env,)
+        cur = self.conn.execute(q + " ORDER BY step, env", args)
+        return [{"step": r["step"], "env": r["env"], **json.loads(r["metrics"])} for r in cur]
+
+    def rollouts(self, step: int | None = None) -> list[dict[str, Any]]:
+        """Stored rollouts (all, or one step's), JSON columns decoded."""
+        q = "SELECT * FROM rollouts"
+        args: tuple = ()
+        if step is not None:
+            q += " WHERE step = ?"
+            args = (step,)
+        out = []
+        for r in self.conn.execute(q + " ORDER BY id", args):
+            d = dict(r)
+            d["group"] = d.pop("grp")
+            for k in ("components", "task_info", "info"):
+                d[k] = json.loads(d[k]) if d[k] else {}
+            out.append(d)
+        return out
+
+    def alerts(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT * FROM alerts ORDER BY step, id")
+        return [{**dict(r), "evidence": json.loads(r["evidence"] or "null")} for r in cur]
+
+    def flagged(self, step: int | None = None) -> list[dict[str, Any]]:
+        q = "SELECT * FROM flagged"
+        args: tuple = ()
+        if step is not None:
+            q += " WHERE step = ?"
+            args = (step,)
+        cur = self.conn.execute(q + " ORDER BY step, id", args)
+        out = []
+        for r in cur:
+            d = dict(r)
+            d["group"] = d.pop("grp")
+            d["flags"] = json.loads(d["flags"] or "{}")
+            out.append(d)
+        return out
+
+    def last_step(self) -> int | None:
+        r = self.conn.execute("SELECT MAX(step) AS s FROM steps").fetchone()
+        return r["s"]

@@ -1,0 +1,147 @@
+"""One optimizer phase on one rollout batch: micro-batches, gradient accumulation, inner epochs.
+
+The loss is normalised over the whole optimizer step (every micro-batch passes the step's token
+and sequence counts to `policy_loss`), so the gradient does not depend on the micro-batch size.
+
+Forward passes are only made when needed:
+- on-policy (one epoch, one minibatch) the old log-probs are the current ones, detached, so the
+  ratio is exactly 1 and no separate old-logprob pass runs (algorithms.md §13 item 3);
+- off-policy (inner epochs or minibatches > 1) the old log-probs come from one no-grad pass
+  before the first update, with the same model, kernels and precision as the training forward;
+- reference log-probs (adapter disabled) only when `kl_coef > 0`;
+- the high-entropy gate's threshold comes from the step's entropies (one no-grad pass, shared
+  with the old-logprob pass when both are needed).
+Micro-batches are built from rows sorted by length and trimmed to their longest row, so a
+micro-batch carries little padding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+
+from burnish.algorithms import LossConfig, entropy_gate_threshold, policy_loss
+from burnish.models import reference_mode, sequence_logprobs
+from burnish.types import TrainBatch
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    micro_batch_size: int = 64
+    minibatches: int = 1
+    inner_epochs: int = 1
+    grad_clip: float | None = 1.0
+    temperature: float = 1.0
+    """Sampling temperature: log-probs and entropies use logits / temperature."""
+
+
+def _micro_batches(rows: torch.Tensor, lengths_B: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Split row indices into micro-batches of similar length (longest first)."""
+    order = rows[torch.argsort(lengths_B[rows], descending=True, stable=True)]
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def _forward(policy, batch: TrainBatch, idx: torch.Tensor, temperature: float, with_entropy: bool):
+    T = int(batch.lengths_B[idx].max())
+    tokens = batch.tokens_B_T[idx, :T]
+    attn = (torch.arange(T)[None, :] < batch.lengths_B[idx][:, None]).long()
+    logp, ent = sequence_logprobs(
+        policy, tokens, attention_mask_B_T=attn, temperature=temperature, with_entropy=with_entropy
+    )
+    return logp, ent, T
+
+
+@torch.no_grad()
+def _no_grad_pass(policy, batch, settings, *, reference: bool, with_entropy: bool):
+    """Log-probs (and entropies) of the whole batch without gradient, padded to [B, T]."""
+    B, T = batch.tokens_B_T.shape
+    logp_B_T = torch.zeros(B, T)
+    ent_B_T = torch.zeros(B, T) if with_entropy else None
+    ctx = reference_mode(policy) if reference else contextlib.nullcontext()
+    with ctx:
+        for idx in _micro_batches(torch.arange(B), batch.lengths_B, settings.micro_batch_size):
+            logp, ent, t = _forward(policy, batch, idx, settings.temperature, with_entropy)
+            logp_B_T[idx, :t] = logp.float()
+            if ent_B_T is not None:
+                ent_B_T[idx, :t] = ent.float()
+    return logp_B_T, ent_B_T
+
+
+def train_on_batch(
+    policy,
+    batch: TrainBatch,
+    loss_config: LossConfig,
+    optimizer: torch.optim.Optimizer,
+    settings: StepSettings,
+) -> dict[str, float]:
+    """Run `inner_epochs` × `minibatches` optimizer steps on one rollout batch.
+
+    Returns the metrics averaged over micro-batches (weighted by their valid tokens), plus
+    `loss/total`, `grad/norm` and `train/optimizer_steps`.
+    """
+    B = batch.size
+    off_policy = settings.inner_epochs > 1 or settings.minibatches > 1
+    gate = loss_config.entropy_gate_quantile is not None
+    need_entropy_grad = loss_config.entropy_coef != 0.0
+    old_logp_B_T = ent_B_T = ref_logp_B_T = None
+    if off_policy or gate:
+        old_logp_B_T, ent_B_T = _no_grad_pass(
+            policy, batch, settings, reference=False, with_entropy=gate
+        )
+    if loss_config.kl_coef > 0:
+        ref_logp_B_T, _ = _no_grad_pass(policy, batch, settings, reference=True, with_entropy=False)
+    threshold = entropy_gate_threshold(ent_B_T, batch.mask_B_T, loss_config.entropy_gate_quantile) if gate else None
+
+    params = [p for p in policy.parameters() if p.requires_grad]
+    sums: dict[str, float] = defaultdict(float)
+    maxes: dict[str, float] = {}
+    weight_total = 0.0
+    losses, norms = [], []
+    for _ in range(settings.inner_epochs):
+        for rows in torch.arange(B).chunk(settings.minibatches):
+            n_tokens = float(batch.mask_B_T[rows].sum())
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for idx in _micro_batches(rows, batch.lengths_B, settings.micro_batch_size):
+                logp, ent, T = _forward(policy, batch, idx, settings.temperature, with_entropy=True)
+                mask = batch.mask_B_T[idx, :T]
+                old = logp.detach() if old_logp_B_T is None else old_logp_B_T[idx, :T]
+                loss, m = policy_loss(
+                    logp,
+                    old,
+                    batch.advantages_B[idx],
+                    mask,
+                    loss_config,
+                    ref_logp=None if ref_logp_B_T is None else ref_logp_B_T[idx, :T],
+                    entropy=ent if need_entropy_grad else ent.detach(),
+                    num_tokens=n_tokens,
+                    num_seqs=len(rows),
+                    entropy_threshold=threshold,
+                )
+                loss.backward()
+                step_loss += float(loss.detach())
+                w = float(mask.sum())
+                weight_total += w
+                for k, v in m.items():
+                    if k.endswith("max"):
+                        maxes[k] = max(maxes.get(k, float("-inf")), float(v))
+                    else:
+                        sums[k] += w * float(v)
+            if settings.grad_clip is not None:
+                norm = torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+            else:
+                norm = torch.linalg.vector_norm(
+                    torch.stack([p.grad.norm() for p in params if p.grad is not None])
+                )
+            norms.append(float(norm))
+            optimizer.step()
+            losses.append(step_loss)
+    metrics = {k: v / max(weight_total, 1e-12) for k, v in sums.items()}
+    metrics.update(maxes)
+    metrics["loss/total"] = sum(losses) / len(losses)
+    metrics["grad/norm"] = sum(norms) / len(norms)
+    metrics["train/optimizer_steps"] = float(len(losses))
+    return metrics
