@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(
@@ -89,6 +91,144 @@ def inspect(
         inspect_run(run_dir, step=step, top=top, flagged=flagged)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
+
+
+judge_app = typer.Typer(help="LLM judges: calibrate, replay, scripted stand-in server.")
+app.add_typer(judge_app, name="judge")
+
+_JUDGE_BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible judge API root.")
+_JUDGE_MODEL = typer.Option(None, "--model", help="Judge model id.")
+_JUDGE_KEY_ENV = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Env var with the key.")
+_JUDGE_SCRIPTED = typer.Option(
+    None, "--scripted", help="Use the scripted stand-in judge with this rules TOML (offline)."
+)
+
+
+@judge_app.command("calibrate")
+def judge_calibrate(
+    rubric: Path = typer.Argument(..., help="Rubric TOML."),
+    labels: Path = typer.Argument(..., help="Labelled examples (JSONL)."),
+    base_url: str | None = _JUDGE_BASE_URL,
+    model: str | None = _JUDGE_MODEL,
+    api_key_env: str = _JUDGE_KEY_ENV,
+    scripted: Path | None = _JUDGE_SCRIPTED,
+    seed: int = typer.Option(0, help="Seed of criterion order and group shuffles."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Agreement with labels (accuracy, kappa, Spearman), position flips, canary false positives."""
+    from burnish.judges.commands import judge_endpoint, run_calibrate
+    from burnish.judges.rubric import RubricError
+
+    try:
+        with judge_endpoint(
+            scripted=scripted, base_url=base_url, model=model, api_key_env=api_key_env
+        ) as cfg:
+            run_calibrate(rubric, labels, cfg, as_json=as_json, seed=seed)
+    except (RubricError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
+@judge_app.command("replay")
+def judge_replay(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    rubric: Path = typer.Option(..., "--rubric", help="Rubric TOML to re-score with."),
+    base_url: str | None = _JUDGE_BASE_URL,
+    model: str | None = _JUDGE_MODEL,
+    api_key_env: str = _JUDGE_KEY_ENV,
+    scripted: Path | None = _JUDGE_SCRIPTED,
+    top: int = typer.Option(10, help="How many top movers to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Re-score a run's stored rollouts with another rubric or judge; show what moves most."""
+    from burnish.judges.commands import judge_endpoint, run_replay
+    from burnish.judges.rubric import RubricError
+
+    try:
+        with judge_endpoint(
+            scripted=scripted, base_url=base_url, model=model, api_key_env=api_key_env
+        ) as cfg:
+            run_replay(run_dir, rubric, cfg, as_json=as_json, top=top)
+    except (RubricError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
+@judge_app.command("scripted")
+def judge_scripted(
+    rules: Path = typer.Option(..., "--rules", help="Scripted-judge rules TOML."),
+    port: int = typer.Option(8123, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host"),
+) -> None:
+    """Serve the scripted stand-in judge (for offline work, tests and CI; not a real judge)."""
+    from burnish.judges.scripted import serve
+    from burnish.judges.scripted_rules import load_rules
+
+    try:
+        serve(load_rules(rules), host=host, port=port)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
+envs_app = typer.Typer(help="Environments: list them, validate their gold answers.")
+app.add_typer(envs_app, name="envs")
+
+
+@envs_app.command("list")
+def envs_list() -> None:
+    """List the environments: built-ins and those registered by installed packages."""
+    from burnish.envs.commands import envs_list_text
+
+    typer.echo(envs_list_text())
+
+
+@envs_app.command("validate")
+def envs_validate(
+    name: str = typer.Argument(..., help="Environment name or module:attr."),
+    n: int = typer.Option(200, "--n", help="Tasks checked per split."),
+    seed: int = typer.Option(0, help="Seed of the task streams."),
+) -> None:
+    """Check that the gold answer of n train and n test tasks earns the maximum reward."""
+    from burnish.envs.commands import validate_by_name, validation_text
+    from burnish.envs.registry import UnknownEnvironmentError
+
+    try:
+        report = validate_by_name(name, n=n, seed=seed)
+    except (UnknownEnvironmentError, ValueError, TypeError) as e:
+        _fail(str(e))
+    typer.echo(validation_text(report), err=not report.ok)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(..., "--model", help="Model: hub id, local path or burnish-tiny."),
+    adapter: str | None = typer.Option(None, "--adapter", help="Saved LoRA adapter directory."),
+    env: str = typer.Option(..., "--env", help="Environment name."),
+    samples: int = typer.Option(8, "--samples", help="Samples per task (K of pass@K)."),
+    n: int = typer.Option(100, "--n", help="Tasks to evaluate."),
+    split: str = typer.Option("test", help="Task split."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature (0 = greedy)."),
+    max_new_tokens: int = typer.Option(64, help="Tokens per assistant turn."),
+    seed: int = typer.Option(0, help="Seed of tasks and sampling."),
+    threads: int | None = typer.Option(None, help="Torch CPU threads."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON object."),
+) -> None:
+    """Evaluate a model or adapter on an environment: pass@1, pass@K, reward, turns, tokens."""
+    import json
+
+    from burnish.envs.registry import UnknownEnvironmentError
+    from burnish.eval.evaluate import evaluate_model, format_table
+
+    try:
+        result = evaluate_model(
+            model, env, adapter_dir=adapter, threads=threads, samples=samples, n_tasks=n,
+            split=split, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+        )  # fmt: skip
+    except (UnknownEnvironmentError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    typer.echo(format_table(result))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
 
 
 def main() -> None:  # pragma: no cover - console entry point

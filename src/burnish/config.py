@@ -66,7 +66,8 @@ class EnvConfig(_Section):
     mix: list[EnvEntry] = Field(default_factory=list)
     """A weighted mixture of environments."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    max_turns: int = Field(default=8, ge=1)
+    max_turns: int | None = Field(default=None, ge=1)
+    """Assistant turns per episode (None: the environment's own limit)."""
     max_tokens: int | None = Field(default=None, ge=1)
     """Token budget per episode for sampled + environment tokens (None: no budget beyond turns)."""
 

@@ -50,10 +50,11 @@ def _blocks(a_dim: int, t_dim: int, chunk_size: int) -> Iterator[tuple[int, int,
 
 
 def _scaled_f32(rows: Tensor, temperature: float) -> Tensor:
+    """A new float32 tensor ``rows / temperature`` that the caller may overwrite in place."""
+    if rows.dtype == torch.float32:
+        return rows / temperature if temperature != 1.0 else rows.clone()
     z = rows.float()
-    if temperature != 1.0:
-        z = z / temperature
-    return z
+    return z.div_(temperature) if temperature != 1.0 else z
 
 
 def _check(logits: Tensor, temperature: float, chunk_size: int) -> None:
@@ -102,14 +103,13 @@ class _SelectiveLogSoftmax(torch.autograd.Function):
         idx_flat = index.reshape(-1)
         for a, t0, t1, s in _blocks(a_dim, t_dim, chunk_size):
             e = s + (t1 - t0)
-            z = _scaled_f32(x3[a, t0:t1], temperature)
             g = g_flat[s:e, None]  # [c, 1]
-            # d/dz_j [z_i - lse] = 1[j = i] - p_j
-            gz = torch.exp(z - lse[s:e, None]).mul_(-g)
+            # d/dz_j [z_i - lse] = 1[j = i] - p_j ; every step in place on one float32 chunk
+            gz = _scaled_f32(x3[a, t0:t1], temperature).sub_(lse[s:e, None]).exp_().mul_(-g)
             gz.scatter_add_(-1, idx_flat[s:e, None], g)
             if temperature != 1.0:
                 gz.div_(temperature)
-            grad_flat[s:e] = gz
+            grad_flat[s:e].copy_(gz)
         return grad, None, None, None
 
 
@@ -125,12 +125,12 @@ class _Entropy(torch.autograd.Function):
             e = s + (t1 - t0)
             z = _scaled_f32(x3[a, t0:t1], temperature)
             lse_c = torch.logsumexp(z, dim=-1)
-            logp = z - lse_c[:, None]
+            logp = z.sub_(lse_c[:, None])
             p = torch.exp(logp)
             # p * log p with the 0 * (-inf) of masked (-inf) logits taken as 0
-            plogp = torch.where(p > 0, p * logp, torch.zeros((), device=z.device))
+            logp.masked_fill_(p == 0, 0.0)
             lse[s:e] = lse_c
-            ent[s:e] = -plogp.sum(-1)
+            ent[s:e] = -p.mul_(logp).sum(-1)
         ctx.save_for_backward(logits, lse, ent)
         ctx.temperature = temperature
         ctx.chunk_size = chunk_size
@@ -149,15 +149,14 @@ class _Entropy(torch.autograd.Function):
         g_flat = grad_out.reshape(-1).float()
         for a, t0, t1, s in _blocks(a_dim, t_dim, chunk_size):
             e = s + (t1 - t0)
-            z = _scaled_f32(x3[a, t0:t1], temperature)
-            logp = z - lse[s:e, None]
+            logp = _scaled_f32(x3[a, t0:t1], temperature).sub_(lse[s:e, None])
             p = torch.exp(logp)
-            # dH/dz_j = -p_j (log p_j + H)
-            inner = torch.where(p > 0, p * (logp + ent[s:e, None]), torch.zeros((), device=z.device))
-            gz = inner.mul_(-g_flat[s:e, None])
+            # dH/dz_j = -p_j (log p_j + H), taken as 0 where p_j = 0 (masked -inf logits)
+            inner = logp.add_(ent[s:e, None]).masked_fill_(p == 0, 0.0)
+            gz = p.mul_(inner).mul_(-g_flat[s:e, None])
             if temperature != 1.0:
                 gz.div_(temperature)
-            grad_flat[s:e] = gz
+            grad_flat[s:e].copy_(gz)
         return grad, None, None
 
 

@@ -93,6 +93,8 @@ def generate_tasks(
     seed: int,
     draw: Callable[[random.Random], tuple[str, Task]],
     *,
+    split_key: Callable[[str], str] = lambda key: key,
+    test_fraction: float = 0.1,
     max_misses: int = 10_000,
 ) -> Iterator[Task]:
     """Distinct tasks of one split, drawn at random from a seeded generator.
@@ -102,6 +104,9 @@ def generate_tasks(
         split: "train" or "test"; a drawn problem is kept only when `split_of(key)` matches.
         seed: the stream's seed; the same seed gives the same tasks in the same order.
         draw: returns `(key, task)` for one random problem; `key` identifies the problem.
+        split_key: the part of the key that decides the split (by default all of it). Problems
+            that look the same to the model (same prompt) must share a split key.
+        test_fraction: the share of problems that belong to the test split.
         max_misses: stop once this many draws in a row gave nothing new (space exhausted).
     """
     check_split(split)
@@ -110,7 +115,7 @@ def generate_tasks(
     misses = 0
     while misses < max_misses:
         key, task = draw(rng)
-        if key in seen or split_of(f"{env_name}/{key}") != split:
+        if key in seen or split_of(f"{env_name}/{split_key(key)}", test_fraction) != split:
             misses += 1
             continue
         misses = 0
@@ -292,7 +297,9 @@ class EnvMix(BaseEnv):
 
     def env_of(self, task: Task) -> Any:
         if task.env not in self.envs:
-            raise KeyError(f"task {task.id!r} names environment {task.env!r}, not in {list(self.envs)}")
+            raise KeyError(
+                f"task {task.id!r} names environment {task.env!r}, not in {list(self.envs)}"
+            )
         return self.envs[task.env]
 
     def tasks(self, split: str, seed: int) -> Iterator[Task]:

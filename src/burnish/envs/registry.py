@@ -50,7 +50,9 @@ def _import_target(target: str) -> Any:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as e:
-        raise UnknownEnvironmentError(f"cannot import {module_name!r} for environment {target!r}: {e}") from e
+        raise UnknownEnvironmentError(
+            f"cannot import {module_name!r} for environment {target!r}: {e}"
+        ) from e
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise UnknownEnvironmentError(f"module {module_name!r} has no attribute {attr!r}")
@@ -75,7 +77,11 @@ def load_env(name: str, **kwargs: Any) -> Any:
             f"unknown environment {name!r}; available: {', '.join(sorted(list_envs()))} "
             f"(or a 'module:attr' string)"
         )
-    env = obj(**kwargs) if callable(obj) and not hasattr(obj, "step") or isinstance(obj, type) else obj
+    env = (
+        obj(**kwargs)
+        if callable(obj) and not hasattr(obj, "step") or isinstance(obj, type)
+        else obj
+    )
     if kwargs and env is obj:
         raise TypeError(f"environment {name!r} is an instance; it takes no arguments, got {kwargs}")
     if not (hasattr(env, "tasks") and hasattr(env, "step") and hasattr(env, "score")):

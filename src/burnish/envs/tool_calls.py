@@ -66,8 +66,10 @@ class HermesToolParser:
                     args = json.loads(args)
                 except json.JSONDecodeError:
                     args = None
-            if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not isinstance(
-                args, dict
+            if (
+                not isinstance(obj, dict)
+                or not isinstance(obj.get("name"), str)
+                or not isinstance(args, dict)
             ):
                 calls.append(_invalid(raw, 'expected {"name": str, "arguments": {...}}', i))
                 continue

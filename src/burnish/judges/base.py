@@ -1,6 +1,6 @@
 """The scoring seam and the machinery every LLM judge shares.
 
-`Scorer` is what the trainer calls: one call per group of trajectories of one task. LLM judges
+`Scorer` (from `burnish.scoring`) is what the trainer calls: one call per group of trajectories of one task. LLM judges
 also score plain candidate texts (`score_candidates`), which is what calibration and replay use.
 
 A judge call goes: request -> strict validation -> on failure ONE repair request that quotes
@@ -21,19 +21,10 @@ from burnish.judges.config import JudgeConfig
 from burnish.judges.metrics import JudgeMetrics
 from burnish.judges.parse import JudgeOutputError
 from burnish.judges.prompts import load_template, render
-from burnish.types import Score, Task, Trajectory
+from burnish.scoring import Scorer
+from burnish.types import Score, Task
 
 T = TypeVar("T")
-
-
-@runtime_checkable
-class Scorer(Protocol):
-    """Scores all trajectories of one task at once (a group), one `Score` per trajectory."""
-
-    name: str
-
-    async def score_group(self, task: Task, trajectories: Sequence[Trajectory]) -> list[Score]:
-        ...
 
 
 @runtime_checkable

@@ -92,12 +92,21 @@ class JudgeClient:
         self._sem = asyncio.Semaphore(self.config.max_concurrency)
         self._rate_lock = asyncio.Lock()
         self._next_start = 0.0
+        # Our own HTTP client (not the library's default wrapper, whose finaliser schedules a
+        # close on whatever loop is running then, which fails once its own loop is closed).
         self._client = openai.AsyncOpenAI(
             base_url=self.config.base_url,
             api_key=self._api_key,
             timeout=self.config.timeout_s,
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(),
         )
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections of the current event loop's client."""
+        if self._loop is asyncio.get_running_loop():
+            await self._client.close()
+            self._loop = None
 
     async def _wait_rate(self) -> None:
         if self.config.requests_per_minute is None:

@@ -1,10 +1,10 @@
 """Parse and strictly validate judge answers. Pure functions over strings and dicts.
 
 Rules (see judges_and_hacking.md §2.3, §2.9): `<think>` blocks are dropped (an unclosed one is
-an error); the first balanced JSON object that has the expected key is taken, so prose and
-echoed format examples around it are skipped; every criterion or id must appear exactly once,
-verdicts must be one of the allowed choices (exact match after trimming whitespace), scores
-must be finite numbers in [0, 1]. Out-of-range values are errors, never clamped.
+an error); the first balanced JSON object that has the expected key and passes validation is
+taken, so prose and echoed format examples around it are skipped; every criterion or id must
+appear exactly once, verdicts must be one of the allowed choices (exact match after trimming
+whitespace), scores must be finite numbers in [0, 1]. Out-of-range values are errors, never clamped.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from burnish.judges.rubric import Criterion
+
+
+T = TypeVar("T")
 
 
 class JudgeOutputError(ValueError):
@@ -36,19 +39,40 @@ def strip_think(text: str) -> str:
     return text
 
 
-def first_json_object(text: str, key: str) -> dict[str, Any]:
-    """The first balanced JSON object in `text` that has `key` at its top level."""
+def json_objects(text: str, key: str) -> list[dict[str, Any]]:
+    """Every balanced JSON object in `text` that has `key` at its top level, in order."""
     decoder = json.JSONDecoder()
+    found = []
     pos = text.find("{")
     while pos != -1:
         try:
-            obj, _ = decoder.raw_decode(text, pos)
+            obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError:
-            obj = None
+            obj, end = None, pos + 1
         if isinstance(obj, dict) and key in obj:
-            return obj
-        pos = text.find("{", pos + 1)
-    raise JudgeOutputError(f'no JSON object with a "{key}" key found in the answer')
+            found.append(obj)
+            pos = text.find("{", end)
+        else:
+            pos = text.find("{", pos + 1)
+    return found
+
+
+def first_valid(text: str, key: str, check: Callable[[dict[str, Any]], T]) -> T:
+    """`check` applied to the first JSON object with `key` that passes it.
+
+    Objects that fail (an echoed format example, a draft) are skipped; when none passes, the
+    error of the first one is raised, as that is most likely the intended answer.
+    """
+    objects = json_objects(strip_think(text), key)
+    if not objects:
+        raise JudgeOutputError(f'no JSON object with a "{key}" key found in the answer')
+    first_error: JudgeOutputError | None = None
+    for obj in objects:
+        try:
+            return check(obj)
+        except JudgeOutputError as e:
+            first_error = first_error or e
+    raise first_error  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -62,7 +86,10 @@ class RubricVerdicts:
 
 def validate_rubric_answer(text: str, criteria: Sequence[Criterion]) -> RubricVerdicts:
     """Parse and validate `{"verdicts": [{"name", "reason", "verdict"}], "flags": {...}}`."""
-    obj = first_json_object(strip_think(text), "verdicts")
+    return first_valid(text, "verdicts", lambda obj: _check_verdicts(obj, criteria))
+
+
+def _check_verdicts(obj: dict[str, Any], criteria: Sequence[Criterion]) -> RubricVerdicts:
     items = obj["verdicts"]
     if not isinstance(items, list):
         raise JudgeOutputError(f'"verdicts" must be a list, got {type(items).__name__}')
@@ -104,7 +131,10 @@ class GroupScores:
 
 def validate_group_answer(text: str, ids: Sequence[str]) -> GroupScores:
     """Parse and validate `{"scores": [{"id", "reason", "score"}]}` for exactly these ids."""
-    obj = first_json_object(strip_think(text), "scores")
+    return first_valid(text, "scores", lambda obj: _check_scores(obj, ids))
+
+
+def _check_scores(obj: dict[str, Any], ids: Sequence[str]) -> GroupScores:
     items = obj["scores"]
     if not isinstance(items, list):
         raise JudgeOutputError(f'"scores" must be a list, got {type(items).__name__}')

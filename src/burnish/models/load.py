@@ -24,7 +24,9 @@ TINY_NAME = "burnish-tiny"
 
 # transformers renamed `torch_dtype` to `dtype` in 4.56.
 _DTYPE_KWARG = (
-    "dtype" if tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (4, 56) else "torch_dtype"
+    "dtype"
+    if tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (4, 56)
+    else "torch_dtype"
 )
 
 DTYPES: dict[str, torch.dtype | str] = {

@@ -148,7 +148,7 @@ def sequence_logprobs(
         rest = torch.cat(parts).view(b, t - 1) if parts else zeros_B_1[:, :0]
         out_B_T = torch.cat([zeros_B_1, rest], dim=1)
         if attention_mask_B_T is not None:
-            out_B_T = out_B_T * attention_mask_B_T.to(out_B_T.dtype)
+            out_B_T = torch.where(attention_mask_B_T.bool(), out_B_T, 0.0)
         return out_B_T
 
     return assemble(logps), assemble(ents) if with_entropy else None

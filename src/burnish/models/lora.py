@@ -173,7 +173,9 @@ def reference_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield model
 
 
-def save_adapter(model: PeftModel, directory: str | Path, *, adapter_name: str | None = None) -> Path:
+def save_adapter(
+    model: PeftModel, directory: str | Path, *, adapter_name: str | None = None
+) -> Path:
     """Save one adapter in PEFT's format directly in ``directory``.
 
     PEFT itself puts adapters other than "default" in a subdirectory; here the files always land

@@ -8,6 +8,7 @@ deliberate number (1 on a busy 2-core machine), and measure with the machine qui
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -42,9 +43,8 @@ def set_threads(n: int | None = None) -> int:
         return n
     torch.set_num_threads(n)
     if _applied is None:
-        try:
+        # Fails once parallel work has run: the inter-op pool is then fixed for the process.
+        with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(n)
-        except RuntimeError:  # parallel work already ran; the inter-op pool is fixed by now
-            pass
     _applied = n
     return n

@@ -125,9 +125,7 @@ def duplicate_fraction(texts_P_G: Sequence[Sequence[str]]) -> float:
     return float(np.mean(fracs)) if fracs else NAN
 
 
-def component_share(
-    components_N: Sequence[Mapping[str, float]], names: Iterable[str]
-) -> float:
+def component_share(components_N: Sequence[Mapping[str, float]], names: Iterable[str]) -> float:
     """Share of the reward's absolute magnitude that comes from the named components.
 
     `sum_i sum_{k in names} |c_ik| / sum_i sum_k |c_ik|` over all rollouts' score components. This
@@ -159,9 +157,7 @@ def reward_lift(rewards_N: Sequence[float | None], flags_N: Sequence[bool]) -> f
 def stop_reason_fractions(reasons_N: Sequence[StopReason]) -> dict[str, float]:
     """Fraction of rollouts per stop reason, one key per `StopReason` value (all present)."""
     n = len(reasons_N)
-    return {
-        r.value: (sum(1 for x in reasons_N if x == r) / n if n else NAN) for r in StopReason
-    }
+    return {r.value: (sum(1 for x in reasons_N if x == r) / n if n else NAN) for r in StopReason}
 
 
 def short_high_reward_rate(

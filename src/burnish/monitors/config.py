@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 from burnish.monitors.detectors import DETECTORS
 from burnish.monitors.text import ANSWER_PATTERN, INJECTION_PATTERNS, compile_patterns
@@ -91,7 +91,7 @@ class MonitorConfig:
     """A canary probe scoring above this raises an alert (garbage should score about 0)."""
 
     # ---- Alert thresholds ------------------------------------------------------------------
-    z_threshold: float = 4.0
+    z_threshold: float = 5.0
     """Rolling z-score (in the bad direction) above which a value alerts."""
     cusum_k: float = 0.5
     """CUSUM slack per step, in baseline standard deviations."""
@@ -184,6 +184,29 @@ class MonitorConfig:
             if v < 0:
                 raise ValueError(f"MonitorConfig.{name} must be >= 0, got {v}")
         compile_patterns(self.injection_patterns)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> MonitorConfig:
+        """Build from plain data (a TOML table): lists become tuples; unknown keys are errors.
+
+        Raises:
+            ValueError: an unknown key (the message lists the allowed ones) or a bad value.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown monitor setting(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (tuples as lists), the inverse of `from_mapping`."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = (
+                list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, Mapping) else v
+            )
+        return out
 
 
 def _check_names(field_name: str, names: tuple[str, ...], allowed: Mapping) -> None:

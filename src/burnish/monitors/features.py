@@ -160,7 +160,7 @@ def rollout_flags(f: RolloutFeatures, median_length: float, cfg: MonitorConfig) 
         flags["repetition"] = f.repetition
     if f.chars.suspicious:
         flags["invisible"] = float(f.chars.invisible + f.chars.control)
-    if median_length > 0 and not math.isnan(median_length):
-        if f.length > cfg.length_flag_factor * median_length:
-            flags["extreme_length"] = float(f.length)
+    long = median_length > 0 and f.length > cfg.length_flag_factor * median_length
+    if long and not math.isnan(median_length):
+        flags["extreme_length"] = float(f.length)
     return flags

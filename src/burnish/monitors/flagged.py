@@ -41,11 +41,13 @@ def select_flagged(
         r = feats_P_G[pg[0]][pg[1]].reward
         return -np.inf if r is None else r
 
-    top = sorted((pg for pg in idx if feats_P_G[pg[0]][pg[1]].reward is not None), key=reward,
-                 reverse=True)[: cfg.top_k]
+    top = sorted(
+        (pg for pg in idx if feats_P_G[pg[0]][pg[1]].reward is not None), key=reward, reverse=True
+    )[: cfg.top_k]
     flagged = [pg for pg in idx if flags_P_G[pg[0]][pg[1]]]
-    flagged = sorted(flagged, key=lambda pg: (len(flags_P_G[pg[0]][pg[1]]), reward(pg)),
-                     reverse=True)[: cfg.flagged_k]
+    flagged = sorted(
+        flagged, key=lambda pg: (len(flags_P_G[pg[0]][pg[1]]), reward(pg)), reverse=True
+    )[: cfg.flagged_k]
     reasons: dict[tuple[int, int], list[str]] = {}
     for pg in top:
         reasons.setdefault(pg, []).append("top_reward")

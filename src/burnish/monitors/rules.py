@@ -75,9 +75,7 @@ def reward_with_exploit(
     d_reward = batch.change_over_window(list(zip(steps, r)))
     d_exploit = batch.change_over_window(list(zip(steps, e)))
     corr = batch.pearson(r, e)
-    fired = (
-        d_reward >= rise_min and d_exploit > 0 and not math.isnan(corr) and corr >= corr_min
-    )
+    fired = d_reward >= rise_min and d_exploit > 0 and not math.isnan(corr) and corr >= corr_min
     return RuleResult(
         fired,
         corr,

@@ -13,7 +13,6 @@ unusual characters (#17).
 from __future__ import annotations
 
 import re
-import unicodedata
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -61,15 +60,17 @@ INJECTION_PATTERNS: Mapping[str, str] = {
 """Default lexicon of grader-directed phrases, name -> regex (matched case-insensitively,
 multi-line). The names are the per-rollout evidence; extend it through `MonitorConfig`."""
 
-_ZERO_WIDTH = frozenset(
-    [0x00AD, 0x034F, 0x061C, 0x180E, 0xFEFF]
-    + list(range(0x200B, 0x2010))  # zero-width space/joiners, LRM, RLM
-    + list(range(0x202A, 0x202F))  # bidi embeddings and overrides
-    + list(range(0x2060, 0x2065))  # word joiner, invisible operators
-    + list(range(0x2066, 0x206A))  # bidi isolates
-    + list(range(0xE0000, 0xE0080))  # tag characters
+_INVISIBLE_RE = re.compile(
+    "[\u00ad\u034f\u061c\u180e\ufeff"
+    "\u200b-\u200f"  # zero-width space/joiners, LRM, RLM
+    "\u202a-\u202e"  # bidi embeddings and overrides
+    "\u2060-\u2064"  # word joiner, invisible operators
+    "\u2066-\u2069"  # bidi isolates
+    "\U000e0000-\U000e007f]"  # tag characters
 )
-_ALLOWED_CONTROL = frozenset("\n\t\r")
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; newline, tab and CR are allowed.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_NON_ASCII_RE = re.compile("[^\x00-\x7f]")
 
 
 def ngrams(text: str, n: int = 3, unit: NgramUnit = "word") -> list[tuple[str, ...]]:
@@ -219,16 +220,14 @@ class CharStats:
 
 def char_stats(text: str) -> CharStats:
     """Count invisible and control characters and the non-ASCII share of `text`."""
-    invisible = control = non_ascii = 0
-    for ch in text:
-        cp = ord(ch)
-        if cp in _ZERO_WIDTH:
-            invisible += 1
-        elif unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROL:
-            control += 1
-        if cp > 127:
-            non_ascii += 1
-    return CharStats(invisible, control, non_ascii / len(text) if text else 0.0)
+    if not text:
+        return CharStats(0, 0, 0.0)
+    non_ascii = 0 if text.isascii() else len(_NON_ASCII_RE.findall(text))
+    return CharStats(
+        invisible=len(_INVISIBLE_RE.findall(text)) if non_ascii else 0,
+        control=len(_CONTROL_RE.findall(text)),
+        non_ascii_ratio=non_ascii / len(text),
+    )
 
 
 def word_count(text: str) -> int:

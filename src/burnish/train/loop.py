@@ -76,8 +76,8 @@ async def collect_groups(config: RunConfig, stream: TaskStream, sampler, tokeniz
         envs = [env for env, task in draws for _ in range(r.group_size)]
         tasks = [task for env, task in draws for _ in range(r.group_size)]
         trajs = await run_episodes(
-            envs, tasks, sampler, tokenizer, params, max_turns=config.env.max_turns,
-            max_tokens=config.env.max_tokens, concurrency=r.concurrency,
+            envs, tasks, sampler, tokenizer, params,
+            concurrency=r.concurrency, **_budget(config),
         )
         for i, (env, task) in enumerate(draws):
             group_trajs = tuple(trajs[i * r.group_size : (i + 1) * r.group_size])
@@ -95,6 +95,12 @@ async def collect_groups(config: RunConfig, stream: TaskStream, sampler, tokeniz
         "sampling/groups_kept": float(len(kept)),
     }
     return seen, heldout, kept, stats
+
+
+def _budget(config: RunConfig) -> dict[str, int]:
+    """Episode limits the config sets (the rest are the environment's and the runner's own)."""
+    limits = {"max_turns": config.env.max_turns, "max_tokens": config.env.max_tokens}
+    return {k: v for k, v in limits.items() if v is not None}
 
 
 def _rewards(groups: list[Group]) -> torch.Tensor:
@@ -137,7 +143,7 @@ def run_eval(config: RunConfig, policy, tokenizer, envs, store: RunStore, step: 
     for env, _ in envs:
         res = evaluate(policy, tokenizer, env, samples=e.samples, n_tasks=e.n_tasks, split="test",
                        temperature=e.temperature, seed=e.seed,
-                       max_new_tokens=config.rollout.max_new_tokens, max_turns=config.env.max_turns)
+                       max_new_tokens=config.rollout.max_new_tokens, **_budget(config))
         metrics = res.to_dict()
         store.log_eval(step, env.name, metrics)
         out[env.name] = metrics

@@ -15,7 +15,7 @@ import torch
 
 from burnish.algorithms import LossConfig
 from burnish.config import RunConfig
-from burnish.envs import get_env
+from burnish.envs import load_env
 from burnish.models import attach_lora, load_model, set_threads
 from burnish.scoring import EnvScorer, ScorerSpec
 from burnish.types import Task
@@ -48,7 +48,7 @@ def build_policy(config: RunConfig):
 
 def build_envs(config: RunConfig) -> list[tuple[Any, float]]:
     """The run's environments with their mixture weights."""
-    return [(get_env(e.name, **e.kwargs), e.weight) for e in config.env.entries()]
+    return [(load_env(e.name, **e.kwargs), e.weight) for e in config.env.entries()]
 
 
 def loss_config(config: RunConfig) -> LossConfig:

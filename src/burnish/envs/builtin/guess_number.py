@@ -34,6 +34,10 @@ def binary_search_guesses(low: int, high: int, secret: int) -> list[int]:
         low, high = (guess + 1, high) if guess < secret else (low, guess - 1)
 
 
+def _range_of(key: str) -> str:
+    return key.split(":")[0]
+
+
 class GuessNumberEnv(MultiTurnEnv):
     """Guess a secret integer in [low, low + width − 1] with higher/lower feedback."""
 
@@ -51,12 +55,15 @@ class GuessNumberEnv(MultiTurnEnv):
         secret = rng.randint(low, high)
         key = f"{low}-{high}:{secret}"
         prompt = (Message("user", f"Guess my number, {low}-{high}."),)
-        return key, Task(
-            id=key, prompt=prompt, answer=secret, info={"low": low, "high": high}
-        )
+        return key, Task(id=key, prompt=prompt, answer=secret, info={"low": low, "high": high})
 
     def tasks(self, split: str, seed: int) -> Iterator[Task]:
-        for t in generate_tasks(self.name, split, seed, self._draw):
+        # The secret is hidden, so the split is decided by the range alone: a test prompt never
+        # appears in train. With few ranges the test share is larger than the default.
+        stream = generate_tasks(
+            self.name, split, seed, self._draw, split_key=_range_of, test_fraction=0.3
+        )
+        for t in stream:
             yield Task(f"{split}-{t.id}", t.prompt, t.answer, self.name, t.info)
 
     async def step(self, task: Task, state: Any, action: Message) -> StepResult:
@@ -85,7 +92,9 @@ class GuessNumberEnv(MultiTurnEnv):
     ) -> Message:
         """Midpoint binary search, narrowed by the feedback so far."""
         low, high = task.info["low"], task.info["high"]
-        for action, reply in zip(messages[len(task.prompt) :: 2], messages[len(task.prompt) + 1 :: 2]):
+        for action, reply in zip(
+            messages[len(task.prompt) :: 2], messages[len(task.prompt) + 1 :: 2]
+        ):
             guess = parse_integer(action.content)
             if guess is None:
                 continue

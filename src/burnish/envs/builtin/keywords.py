@@ -16,12 +16,64 @@ from collections.abc import Iterator
 from burnish.envs.base import SingleTurnEnv, generate_tasks
 from burnish.types import Message, Score, Task
 
-WORDS = (
-    "cat dog bird fish horse tree river lake hill road house door window garden "
-    "book lamp chair table bread apple milk coffee rain snow wind sun moon star "
-    "ship train car bike city town field forest stone sand shell boat bell clock "
-    "red blue green yellow small big old new quiet loud warm cold happy slow"
-).split()
+WORDS = [
+    "cat",
+    "dog",
+    "bird",
+    "fish",
+    "horse",
+    "tree",
+    "river",
+    "lake",
+    "hill",
+    "road",
+    "house",
+    "door",
+    "window",
+    "garden",
+    "book",
+    "lamp",
+    "chair",
+    "table",
+    "bread",
+    "apple",
+    "milk",
+    "coffee",
+    "rain",
+    "snow",
+    "wind",
+    "sun",
+    "moon",
+    "star",
+    "ship",
+    "train",
+    "car",
+    "bike",
+    "city",
+    "town",
+    "field",
+    "forest",
+    "stone",
+    "sand",
+    "shell",
+    "boat",
+    "bell",
+    "clock",
+    "red",
+    "blue",
+    "green",
+    "yellow",
+    "small",
+    "big",
+    "old",
+    "new",
+    "quiet",
+    "loud",
+    "warm",
+    "cold",
+    "happy",
+    "slow",
+]
 _WORD = re.compile(r"[a-z]+")
 
 

@@ -1,0 +1,227 @@
+"""Batched autoregressive sampling with a KV cache: the engine behind `LocalSampler`.
+
+A small decode loop over a transformers causal LM rather than ``model.generate``: prompts are
+left-padded (attention mask and position ids count only real tokens), the prompt is run once with
+``logits_to_keep=1``, then one token per step is fed with the KV cache. Rows that finished are
+dropped from the batch (and the cache) once a quarter of the batch is done, so a few long
+completions do not keep the whole batch running.
+
+Each row carries its own sampling parameters and its own random stream: the uniform numbers that
+pick its tokens come from a generator seeded for that row alone, so a row's sample does not depend
+on which other rows share its batch (up to floating-point differences between batch shapes).
+
+Reported logprobs are those of the distribution the token was drawn from: ``log_softmax`` of the
+logits divided by the temperature, after top-k and then top-p truncation (renormalised over the
+kept tokens). At temperature 1 without truncation this is the model's own logprob. For greedy
+rows (temperature 0) the model's logprob at temperature 1 is reported (the point mass that greedy
+decoding actually samples from would say 0 for every token).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from burnish.models.logprobs import position_ids_from_mask
+
+__all__ = ["GenerationRow", "RowResult", "generate_rows", "sample_next_tokens"]
+
+
+@dataclass(frozen=True)
+class GenerationRow:
+    """One completion to sample: a prompt with its sampling parameters and random seed."""
+
+    prompt: tuple[int, ...]
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    stop_token_ids: tuple[int, ...] = ()
+    """Tokens that end the row (the tokenizer's EOS must be included by the caller)."""
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass
+class RowResult:
+    """The sampled tokens of one row, their logprobs and why the row ended."""
+
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str = "length"
+
+
+def sample_next_tokens(
+    logits_B_V: Tensor,
+    temperature_B: Tensor,
+    top_p_B: Tensor,
+    top_k_B: Tensor,
+    uniform_B: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Draw one token per row by inverse-CDF sampling and return it with its logprob.
+
+    Args:
+        logits_B_V: [B, V] float32 next-token logits.
+        temperature_B: [B] float; 0 means greedy (argmax).
+        top_p_B: [B] float in (0, 1]; 1 keeps everything.
+        top_k_B: [B] int64; 0 keeps everything.
+        uniform_B: [B] float in [0, 1), the row's random number for this step.
+
+    Returns:
+        ``(tokens_B, logp_B)``: int64 tokens and float32 logprobs under the (truncated,
+        temperature-scaled) distribution they were drawn from; model logprobs for greedy rows.
+    """
+    b, v = logits_B_V.shape
+    greedy_B = temperature_B <= 0
+    scaled_B_V = logits_B_V / torch.where(greedy_B, 1.0, temperature_B)[:, None]
+    truncate = bool(((top_k_B > 0) & (top_k_B < v)).any() or (top_p_B < 1).any())
+    if truncate:
+        sorted_B_V, order_B_V = scaled_B_V.sort(dim=-1, descending=True)
+        ranks_V = torch.arange(v, device=logits_B_V.device)
+        k_B = torch.where(top_k_B > 0, top_k_B, v)
+        keep_B_V = ranks_V[None] < k_B[:, None]
+        probs_B_V = torch.softmax(sorted_B_V.masked_fill(~keep_B_V, float("-inf")), dim=-1)
+        # top-p: keep a token while the mass of the tokens ranked above it is below top_p
+        keep_B_V &= (probs_B_V.cumsum(-1) - probs_B_V) < top_p_B[:, None]
+        logp_B_V = torch.log_softmax(sorted_B_V.masked_fill(~keep_B_V, float("-inf")), dim=-1)
+    else:
+        order_B_V = None
+        logp_B_V = torch.log_softmax(scaled_B_V, dim=-1)
+    cdf_B_V = logp_B_V.exp().cumsum(-1)
+    target_B1 = (uniform_B.to(cdf_B_V.dtype) * cdf_B_V[:, -1])[:, None]
+    # right=True: the first index whose cdf exceeds u, so a zero-probability token is never drawn
+    idx_B = torch.searchsorted(cdf_B_V, target_B1, right=True).squeeze(-1).clamp_(max=v - 1)
+    logp_B = logp_B_V.gather(-1, idx_B[:, None]).squeeze(-1)
+    tokens_B = idx_B if order_B_V is None else order_B_V.gather(-1, idx_B[:, None]).squeeze(-1)
+    if bool(greedy_B.any()):
+        argmax_B = logits_B_V.argmax(-1)
+        model_logp_B = torch.log_softmax(logits_B_V, -1).gather(-1, argmax_B[:, None]).squeeze(-1)
+        tokens_B = torch.where(greedy_B, argmax_B, tokens_B)
+        logp_B = torch.where(greedy_B, model_logp_B, logp_B)
+    return tokens_B, logp_B
+
+
+def _forward_keywords(model: torch.nn.Module) -> tuple[str, bool]:
+    """The cache keyword of this model's forward ("cache" or "past_key_values") and whether it
+    takes ``logits_to_keep``."""
+    params = inspect.signature(model.forward).parameters
+    cache_kw = "cache" if "cache" in params else "past_key_values"
+    return cache_kw, "logits_to_keep" in params
+
+
+def _stop_string_hit(tokenizer, tokens: list[int], stops: tuple[str, ...], window: int) -> bool:
+    text = tokenizer.decode(tokens[-window:], skip_special_tokens=False)
+    return any(s in text for s in stops)
+
+
+class _Batch:
+    """Mutable state of the rows still decoding."""
+
+    def __init__(self, rows: list[GenerationRow], pad_id: int, device: torch.device) -> None:
+        b = len(rows)
+        width = max(len(r.prompt) for r in rows)
+        self.ids_B_L = torch.full((b, width), pad_id, dtype=torch.long)
+        self.mask_B_L = torch.zeros((b, width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r.prompt)
+            self.ids_B_L[i, width - n :] = torch.tensor(r.prompt, dtype=torch.long)
+            self.mask_B_L[i, width - n :] = 1
+        self.ids_B_L, self.mask_B_L = self.ids_B_L.to(device), self.mask_B_L.to(device)
+        self.pos_B = position_ids_from_mask(self.mask_B_L)[:, -1]
+        self.rows = torch.arange(b)  # original row index of every live row
+        self.temperature_B = torch.tensor([r.temperature for r in rows], device=device)
+        self.top_p_B = torch.tensor([r.top_p for r in rows], device=device)
+        self.top_k_B = torch.tensor([r.top_k for r in rows], dtype=torch.long, device=device)
+        steps = max(r.max_new_tokens for r in rows)
+        self.uniform_B_S = torch.stack(
+            [torch.rand(steps, generator=torch.Generator().manual_seed(r.seed)) for r in rows]
+        ).to(device)
+
+    def keep(self, live: Tensor, cache) -> None:
+        """Drop finished rows from every per-row tensor and from the KV cache."""
+        idx = live.to(self.mask_B_L.device)
+        cache.batch_select_indices(idx)
+        self.mask_B_L = self.mask_B_L[idx]
+        self.pos_B = self.pos_B[idx]
+        self.rows = self.rows[live.cpu()]
+        self.temperature_B, self.top_p_B = self.temperature_B[idx], self.top_p_B[idx]
+        self.top_k_B, self.uniform_B_S = self.top_k_B[idx], self.uniform_B_S[idx]
+
+
+@torch.inference_mode()
+def generate_rows(
+    model: torch.nn.Module, tokenizer, rows: list[GenerationRow], *, pad_id: int
+) -> list[RowResult]:
+    """Sample every row in one batch with a KV cache (the caller sets eval mode and adapters).
+
+    Args:
+        model: a transformers causal LM (for a PEFT model, pass its base model: the LoRA layers
+            live inside it).
+        tokenizer: used only to decode completion tails for stop strings.
+        rows: what to sample; prompts must be non-empty.
+        pad_id: token id used for left padding (masked out).
+
+    Returns:
+        One `RowResult` per row, in order.
+    """
+    device = next(model.parameters()).device
+    cache_kw, has_keep = _forward_keywords(model)
+    batch = _Batch(rows, pad_id, device)
+    results = [RowResult() for _ in rows]
+    done = [False] * len(rows)
+    stop_sets = [frozenset(r.stop_token_ids) for r in rows]
+    windows = [2 * max((len(s) for s in r.stop), default=0) + 4 for r in rows]
+    keep_kw = {"logits_to_keep": 1} if has_keep else {}
+    out = model(
+        input_ids=batch.ids_B_L,
+        attention_mask=batch.mask_B_L,
+        position_ids=position_ids_from_mask(batch.mask_B_L),
+        use_cache=True,
+        **keep_kw,
+    )
+    cache = getattr(out, "cache", None) or out.past_key_values
+    steps = batch.uniform_B_S.shape[1]
+    for step in range(steps):
+        logits_B_V = out.logits[:, -1].float()
+        tokens_B, logp_B = sample_next_tokens(
+            logits_B_V, batch.temperature_B, batch.top_p_B, batch.top_k_B,
+            batch.uniform_B_S[:, step],
+        )  # fmt: skip
+        live = []
+        for j, (row_i, tok, lp) in enumerate(
+            zip(batch.rows.tolist(), tokens_B.tolist(), logp_B.tolist())
+        ):
+            if done[row_i]:
+                continue
+            res, row = results[row_i], rows[row_i]
+            res.tokens.append(tok)
+            res.logprobs.append(lp)
+            if tok in stop_sets[row_i] or (
+                row.stop and _stop_string_hit(tokenizer, res.tokens, row.stop, windows[row_i])
+            ):
+                res.finish_reason = "stop"
+            elif len(res.tokens) < row.max_new_tokens:
+                live.append(j)
+                continue
+            done[row_i] = True
+        if not live:
+            break
+        if len(live) < len(batch.rows):
+            live_t = torch.tensor(live, dtype=torch.long)
+            if len(batch.rows) - len(live) >= max(1, len(batch.rows) // 4):
+                batch.keep(live_t, cache)
+                tokens_B = tokens_B[live_t.to(tokens_B.device)]
+        # Finished rows that were not dropped keep decoding; their extra tokens are ignored.
+        batch.mask_B_L = torch.cat([batch.mask_B_L, batch.mask_B_L.new_ones(len(tokens_B), 1)], 1)
+        batch.pos_B = batch.pos_B + 1
+        out = model(
+            input_ids=tokens_B[:, None],
+            attention_mask=batch.mask_B_L,
+            position_ids=batch.pos_B[:, None],
+            use_cache=True,
+            **{cache_kw: cache},
+        )
+    return results

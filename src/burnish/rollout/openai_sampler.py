@@ -1,0 +1,203 @@
+"""`OpenAISampler`: sampling through an OpenAI-compatible ``/v1/completions`` server.
+
+Speaks the vLLM dialect of the completions API (also served by SGLang and ``burnish serve``):
+prompts go out as token ids, and each choice comes back with its token ids (``return_token_ids``,
+or ``return_tokens_as_token_ids`` strings ``"token_id:N"`` in the logprobs as a fallback) and the
+logprob of every sampled token (``logprobs=1``). The stop string is kept in the completion
+(``include_stop_str_in_output``), as `LocalSampler` does.
+
+Logprob semantics depend on the server: vLLM reports the raw model logprobs unless started with
+``--logprobs-mode processed_logprobs``, which gives the logprobs of the distribution actually
+sampled from (after temperature and top-p/top-k), what `LocalSampler` reports. At temperature 1
+without truncation the two agree.
+
+`sync(policy)` saves the policy's LoRA adapter under ``adapter_dir`` (a path the server can read)
+and registers it with ``POST /v1/load_lora_adapter`` under a new versioned name (vLLM needs
+``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``), then unloads the previous version; requests with
+``adapter=None`` go to the latest synced adapter (the base model before the first sync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from burnish.models.lora import save_adapter
+from burnish.rollout.base import Completion, SamplingParams
+from burnish.rollout.local import BASE_ADAPTER, mix_seed
+
+__all__ = ["OpenAISampler", "SamplerServerError"]
+
+
+class SamplerServerError(RuntimeError):
+    """The sampling server failed or answered something unusable (an infrastructure error)."""
+
+
+class OpenAISampler:
+    """The `Sampler` over an OpenAI-compatible completions endpoint with token ids and logprobs.
+
+    Args:
+        base_url: server root including ``/v1`` (e.g. ``http://127.0.0.1:8000/v1``).
+        model: the served base model's name.
+        api_key_env: environment variable holding the API key (none sent when unset).
+        adapter_dir: where `sync` writes adapters (must be readable by the server); default a
+            temporary directory.
+        policy_name: prefix of the names synced adapters are registered under.
+        timeout: seconds per HTTP request.
+        max_concurrency: most requests in flight at once.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = None,
+        *,
+        adapter_dir: str | Path | None = None,
+        policy_name: str = "policy",
+        timeout: float = 600.0,
+        max_concurrency: int = 64,
+    ) -> None:
+        headers = {}
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise ValueError(f"environment variable {api_key_env!r} (the API key) is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.policy_name = policy_name
+        self._headers = headers
+        self._timeout = timeout
+        self._limit = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
+        self._adapter_dir = Path(adapter_dir or tempfile.mkdtemp(prefix="burnish-adapters-"))
+        self._version = 0
+        self.current_adapter: str | None = None
+        """Name the latest synced adapter is served under (None before the first sync)."""
+
+    # ---- the Sampler protocol -------------------------------------------------------------
+
+    async def sample(
+        self, prompts: list[list[int]], params: SamplingParams, adapter: str | None = None
+    ) -> list[Completion]:
+        """Sample ``params.n`` completions per prompt (prompt-major), one request per prompt."""
+        if not prompts:
+            raise ValueError("sample() needs at least one prompt, got an empty list")
+        model = self._served_name(adapter)
+        async with httpx.AsyncClient(timeout=self._timeout, headers=self._headers) as client:
+            per_prompt = await asyncio.gather(
+                *[self._one(client, i, list(p), params, model) for i, p in enumerate(prompts)]
+            )
+        return [c for cs in per_prompt for c in cs]
+
+    async def sync(self, policy: Any) -> None:
+        """Save the policy's adapter and make the server serve it (see the module docstring)."""
+        self._version += 1
+        name = f"{self.policy_name}-v{self._version}"
+        path = save_adapter(policy, self._adapter_dir / name)
+        async with httpx.AsyncClient(timeout=self._timeout, headers=self._headers) as client:
+            await self._post(
+                client, "/load_lora_adapter", {"lora_name": name, "lora_path": str(path)}
+            )
+            previous, self.current_adapter = self.current_adapter, name
+            if previous is not None:
+                await self._post(client, "/unload_lora_adapter", {"lora_name": previous})
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    def _served_name(self, adapter: str | None) -> str:
+        if adapter is None:
+            return self.current_adapter or self.model
+        return self.model if adapter == BASE_ADAPTER else adapter
+
+    def _body(self, prompt: list[int], index: int, params: SamplingParams, model: str) -> dict:
+        body: dict[str, Any] = {
+            "model": model,
+            "prompt": prompt,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "n": params.n,
+            "logprobs": 1,
+            "return_token_ids": True,
+            "return_tokens_as_token_ids": True,
+            "include_stop_str_in_output": True,
+            "skip_special_tokens": False,
+        }
+        if params.top_k > 0:
+            body["top_k"] = params.top_k
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.stop_token_ids:
+            body["stop_token_ids"] = list(params.stop_token_ids)
+        if params.seed is not None:
+            body["seed"] = mix_seed(params.seed, index) % (2**31)
+        return body
+
+    async def _post(self, client: httpx.AsyncClient, route: str, body: dict) -> httpx.Response:
+        url = self.base_url + route
+        try:
+            if self._limit is None:
+                response = await client.post(url, json=body)
+            else:
+                async with self._limit:
+                    response = await client.post(url, json=body)
+        except httpx.HTTPError as e:
+            raise SamplerServerError(f"request to {url} failed: {e!r}") from e
+        if response.status_code != 200:
+            raise SamplerServerError(
+                f"{url} answered HTTP {response.status_code}: {response.text[:500]}"
+            )
+        return response
+
+    async def _one(
+        self,
+        client: httpx.AsyncClient,
+        index: int,
+        prompt: list[int],
+        params: SamplingParams,
+        model: str,
+    ) -> list[Completion]:
+        response = await self._post(
+            client, "/completions", self._body(prompt, index, params, model)
+        )
+        choices = sorted(response.json().get("choices", []), key=lambda c: c.get("index", 0))
+        if len(choices) != params.n:
+            raise SamplerServerError(
+                f"asked for n={params.n} completions of prompt {index}, got {len(choices)}"
+            )
+        return [_completion(index, c) for c in choices]
+
+
+def _completion(prompt_index: int, choice: dict) -> Completion:
+    logprobs = choice.get("logprobs") or {}
+    token_logprobs = logprobs.get("token_logprobs")
+    token_ids = choice.get("token_ids")
+    if token_ids is None:
+        tokens = logprobs.get("tokens") or []
+        if not all(isinstance(t, str) and t.startswith("token_id:") for t in tokens):
+            raise SamplerServerError(
+                "the server returned neither token_ids nor 'token_id:N' tokens; it must support "
+                "vLLM's return_token_ids or return_tokens_as_token_ids"
+            )
+        token_ids = [int(t.split(":", 1)[1]) for t in tokens]
+    if token_logprobs is None or len(token_logprobs) != len(token_ids):
+        raise SamplerServerError(
+            f"expected one logprob per sampled token ({len(token_ids)} tokens), got "
+            f"{None if token_logprobs is None else len(token_logprobs)}"
+        )
+    finish = choice.get("finish_reason")
+    if finish not in ("stop", "length"):
+        raise SamplerServerError(f"unexpected finish_reason {finish!r}; expected stop or length")
+    return Completion(
+        prompt_index=prompt_index,
+        token_ids=tuple(int(t) for t in token_ids),
+        logprobs=tuple(float(x) for x in token_logprobs),
+        finish_reason=finish,
+        text=choice.get("text", ""),
+    )
