@@ -88,8 +88,22 @@ def measure(method: str, batch: int, seq: int, vocab: int, dtype: str, chunk_siz
     after the other in the same process (valid because freed blocks leave the resident set, see
     below) and a dict keyed by method comes back; that saves a torch import in tests.
     """
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", method, "--batch", str(batch),
-           "--seq", str(seq), "--vocab", str(vocab), "--dtype", dtype, "--chunk-size", str(chunk_size)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        method,
+        "--batch",
+        str(batch),
+        "--seq",
+        str(seq),
+        "--vocab",
+        str(vocab),
+        "--dtype",
+        dtype,
+        "--chunk-size",
+        str(chunk_size),
+    ]
     # A fixed glibc mmap threshold makes every block >= 1 MiB its own mapping, returned to the OS on
     # free; with the default dynamic threshold, freed blocks under 32 MiB stay resident in the heap
     # and the high-water mark would count allocator caching rather than live tensors.
@@ -120,13 +134,19 @@ def main() -> None:
     if a.json:
         print(json.dumps({**res, "ratio": ratio}))
         return
-    print(f"logits [{a.batch}, {a.seq}, {a.vocab}] {a.dtype} = {res['naive']['logits_mib']:.0f} MiB; "
-          f"chunk_size {a.chunk_size}; forward + backward, 1 thread")
-    print(f"calibration: one float32 copy ({res['calibrate']['float32_copy_mib']:.0f} MiB) "
-          f"measured as {res['calibrate']['peak_extra_mib']:.0f} MiB")
+    print(
+        f"logits [{a.batch}, {a.seq}, {a.vocab}] {a.dtype} = {res['naive']['logits_mib']:.0f} MiB; "
+        f"chunk_size {a.chunk_size}; forward + backward, 1 thread"
+    )
+    print(
+        f"calibration: one float32 copy ({res['calibrate']['float32_copy_mib']:.0f} MiB) "
+        f"measured as {res['calibrate']['peak_extra_mib']:.0f} MiB"
+    )
     for m in ("naive", "chunked"):
-        print(f"{m:8s} peak extra memory {res[m]['peak_extra_mib']:8.0f} MiB   "
-              f"time {res[m]['seconds']:.2f} s")
+        print(
+            f"{m:8s} peak extra memory {res[m]['peak_extra_mib']:8.0f} MiB   "
+            f"time {res[m]['seconds']:.2f} s"
+        )
     print(f"ratio naive / chunked: {ratio:.2f}x")
 
 

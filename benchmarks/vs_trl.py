@@ -27,15 +27,28 @@ def burnish_run(args, run_dir: str) -> dict:
     from burnish.config import load_config
     from burnish.train.loop import train
 
-    cfg = load_config(None, [
-        f"model.threads={args.threads}", "env.name='arithmetic'", "env.max_turns=1",
-        "algorithm.loss='dapo'", "algorithm.dynamic_sampling=false",
-        f"rollout.prompts_per_step={args.prompts}", f"rollout.group_size={args.group}",
-        f"rollout.max_new_tokens={args.max_new_tokens}", f"train.steps={args.steps}",
-        f"train.lr={args.lr}", "train.grad_clip=1.0", f"train.checkpoint_every={args.steps}",
-        "eval.every=0", f"eval.n_tasks={args.eval_tasks}", "eval.samples=4",
-        f"log.run_dir='{run_dir}'", "monitors.enabled=false",
-    ])
+    cfg = load_config(
+        None,
+        [
+            f"model.threads={args.threads}",
+            "env.name='arithmetic'",
+            "env.max_turns=1",
+            "algorithm.loss='dapo'",
+            "algorithm.dynamic_sampling=false",
+            f"rollout.prompts_per_step={args.prompts}",
+            f"rollout.group_size={args.group}",
+            f"rollout.max_new_tokens={args.max_new_tokens}",
+            f"train.steps={args.steps}",
+            f"train.lr={args.lr}",
+            "train.grad_clip=1.0",
+            f"train.checkpoint_every={args.steps}",
+            "eval.every=0",
+            f"eval.n_tasks={args.eval_tasks}",
+            "eval.samples=4",
+            f"log.run_dir='{run_dir}'",
+            "monitors.enabled=false",
+        ],
+    )
     rewards, times, tokens = [], [], []
 
     def on_step(step, m):
@@ -44,8 +57,13 @@ def burnish_run(args, run_dir: str) -> dict:
         tokens.append(m["length/mean"] * m["episodes/count"])
 
     summary = train(cfg, on_step=on_step)
-    return {"rewards": rewards, "times": times, "tokens": tokens, "after": summary["after"],
-            "before": summary["before"]}
+    return {
+        "rewards": rewards,
+        "times": times,
+        "tokens": tokens,
+        "after": summary["after"],
+        "before": summary["before"],
+    }
 
 
 def trl_run(args, out_dir: str) -> dict:
@@ -66,27 +84,55 @@ def trl_run(args, out_dir: str) -> dict:
     env = load_env("arithmetic")
     it = iter(env.tasks("train", 0))
     rows = [next(it) for _ in range(args.prompts * args.steps)]
-    ds = Dataset.from_list([
-        {"prompt": [{"role": "user", "content": t.prompt[0].content}], "answer": t.answer}
-        for t in rows
-    ])
+    ds = Dataset.from_list(
+        [
+            {"prompt": [{"role": "user", "content": t.prompt[0].content}], "answer": t.answer}
+            for t in rows
+        ]
+    )
 
     def correct(completions, answer, **_):
         return [float(parse_integer(c[0]["content"]) == a) for c, a in zip(completions, answer)]
 
     model, tok = load_model("burnish-tiny")
     config = GRPOConfig(
-        output_dir=out_dir, per_device_train_batch_size=args.prompts * args.group,
-        num_generations=args.group, max_completion_length=args.max_new_tokens,
-        learning_rate=args.lr, beta=0.0, loss_type="dapo", epsilon=0.2, epsilon_high=0.28,
-        temperature=1.0, max_steps=args.steps, logging_steps=1, use_cpu=True, report_to=[],
-        save_strategy="no", seed=0, lr_scheduler_type="constant", warmup_steps=0,
-        max_grad_norm=1.0, shuffle_dataset=False, bf16=False,
+        output_dir=out_dir,
+        per_device_train_batch_size=args.prompts * args.group,
+        num_generations=args.group,
+        max_completion_length=args.max_new_tokens,
+        learning_rate=args.lr,
+        beta=0.0,
+        loss_type="dapo",
+        epsilon=0.2,
+        epsilon_high=0.28,
+        temperature=1.0,
+        max_steps=args.steps,
+        logging_steps=1,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        seed=0,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        max_grad_norm=1.0,
+        shuffle_dataset=False,
+        bf16=False,
     )
-    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
-                      target_modules=default_target_modules(model), task_type="CAUSAL_LM")
-    trainer = GRPOTrainer(model=model, reward_funcs=correct, args=config, train_dataset=ds,
-                          processing_class=tok, peft_config=lora)
+    lora = LoraConfig(
+        r=16,
+        lora_alpha=32,
+        lora_dropout=0.0,
+        target_modules=default_target_modules(model),
+        task_type="CAUSAL_LM",
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=correct,
+        args=config,
+        train_dataset=ds,
+        processing_class=tok,
+        peft_config=lora,
+    )
     rewards, times, tokens = [], [], []
 
     class Clock(TrainerCallback):
@@ -104,8 +150,17 @@ def trl_run(args, out_dir: str) -> dict:
     trainer.add_callback(Clock())
     trainer.train()
     policy = trainer.model
-    after = evaluate(policy, tok, env, samples=4, n_tasks=args.eval_tasks, split="test",
-                     temperature=1.0, seed=1234, max_new_tokens=args.max_new_tokens).to_dict()
+    after = evaluate(
+        policy,
+        tok,
+        env,
+        samples=4,
+        n_tasks=args.eval_tasks,
+        split="test",
+        temperature=1.0,
+        seed=1234,
+        max_new_tokens=args.max_new_tokens,
+    ).to_dict()
     return {"rewards": rewards, "times": times, "tokens": tokens, "after": after}
 
 
@@ -134,8 +189,10 @@ def main() -> None:
         sec = statistics.fmean(r["times"][w:])
         tps = sum(r["tokens"][w:]) / sum(r["times"][w:])
         rows[name] = (sec, tps)
-        print(f"{name:8s} {sec:.3f} s/step  {tps:8.0f} completion tokens/s  "
-              f"test pass@1 after {r['after']['pass@1']:.3f}")
+        print(
+            f"{name:8s} {sec:.3f} s/step  {tps:8.0f} completion tokens/s  "
+            f"test pass@1 after {r['after']['pass@1']:.3f}"
+        )
     print(f"test pass@1 before (same model for both): {b['before']['pass@1']:.3f}")
     print("learning curves (training reward, 5-step moving mean):")
     for name, r in (("burnish", b), ("trl", t)):

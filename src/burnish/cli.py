@@ -231,6 +231,30 @@ def eval_cmd(
         typer.echo(json.dumps(result.to_dict()))
 
 
+tiny_app = typer.Typer(help="The shipped burnish-tiny model: its pretraining recipe.")
+app.add_typer(tiny_app, name="tiny")
+
+
+@tiny_app.command("pretrain")
+def tiny_pretrain(
+    out: str = typer.Option(..., "--out", help="Directory the model is written to."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initialisation and the data."),
+    steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (default: recipe)."),
+    log_every: int = typer.Option(50, help="Print the loss every this many steps (0: never)."),
+) -> None:
+    """Pretrain burnish-tiny from scratch on noisy-teacher transcripts of the built-ins."""
+    from burnish.models.pretrain import pretrain
+
+    try:
+        result = pretrain(out, seed=seed, steps=steps, log_every=log_every)
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(
+        f"wrote {result.out_dir} ({result.num_parameters:,} parameters, "
+        f"{result.wall_s:.0f} s, final loss {result.final_loss:.4f})"
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -88,7 +88,9 @@ class AlgorithmConfig(_Section):
     kl_coef: float = Field(default=0.0, ge=0)
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     aggregation: (
-        Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm", "seq-mean-token-sum"]
+        Literal[
+            "token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm", "seq-mean-token-sum"
+        ]
         | None
     ) = None
     """None: the variant's default."""
@@ -174,6 +176,8 @@ class JudgeEntry(_Section):
     timeout: float = Field(default=30.0, gt=0)
     max_concurrency: int = Field(default=8, ge=1)
     requests_per_minute: float | None = Field(default=None, gt=0)
+    view: Literal["completion", "full_trace"] = "completion"
+    """What the judge sees: the final completion, or the whole conversation."""
     cache: bool = True
     price_per_1k_tokens: float | None = Field(default=None, ge=0)
 

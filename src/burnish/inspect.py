@@ -15,8 +15,14 @@ def _row_text(r: dict, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def inspect_run(run_dir: str, *, step: int | None = None, top: int = 3, flagged: bool = False,
-                console: Console | None = None) -> None:
+def inspect_run(
+    run_dir: str,
+    *,
+    step: int | None = None,
+    top: int = 3,
+    flagged: bool = False,
+    console: Console | None = None,
+) -> None:
     console = console or Console()
     store = RunStore.open(run_dir)
     try:
@@ -29,8 +35,14 @@ def inspect_run(run_dir: str, *, step: int | None = None, top: int = 3, flagged:
             for col in ("step", "group", "sample", "reward", "flags", "text"):
                 table.add_column(col)
             for f in rows:
-                table.add_row(str(f["step"]), str(f["group"]), str(f["sample"]), f"{f['reward']}",
-                              json.dumps(f["flags"], default=str)[:80], str(f["text"])[:120])
+                table.add_row(
+                    str(f["step"]),
+                    str(f["group"]),
+                    str(f["sample"]),
+                    f"{f['reward']}",
+                    json.dumps(f["flags"], default=str)[:80],
+                    str(f["text"])[:120],
+                )
             console.print(table)
             return
         step = last if step is None else step
@@ -43,7 +55,9 @@ def inspect_run(run_dir: str, *, step: int | None = None, top: int = 3, flagged:
             for col in ("reward", "task", "stop", "completion"):
                 table.add_column(col)
             for r in chosen:
-                table.add_row(f"{r['reward']:.3f}", str(r["task_id"]), r["stop_reason"], _row_text(r))
+                table.add_row(
+                    f"{r['reward']:.3f}", str(r["task_id"]), r["stop_reason"], _row_text(r)
+                )
             console.print(table)
     finally:
         store.close()

@@ -40,7 +40,9 @@ def _series(steps: list[dict[str, Any]], key: str) -> tuple[list[int], list[floa
     return xs, ys
 
 
-def _plot(path: Path, title: str, lines: dict[str, tuple[list[int], list[float]]], alerts=()) -> bool:
+def _plot(
+    path: Path, title: str, lines: dict[str, tuple[list[int], list[float]]], alerts=()
+) -> bool:
     lines = {k: v for k, v in lines.items() if v[0]}
     if not lines:
         return False
@@ -94,25 +96,41 @@ def _html(run_dir: Path, plots: list[tuple[str, str]], alerts, flagged) -> str:
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     esc = html.escape
-    parts = [f"<html><head><meta charset='utf-8'><title>burnish run {esc(str(run_dir))}</title>",
-             "<style>body{font-family:sans-serif;margin:2em}img{margin:4px;border:1px solid #ddd}"
-             "td,th{padding:2px 8px;border-bottom:1px solid #eee}pre{white-space:pre-wrap}</style>",
-             f"</head><body><h1>burnish run <code>{esc(str(run_dir))}</code></h1>"]
+    parts = [
+        f"<html><head><meta charset='utf-8'><title>burnish run {esc(str(run_dir))}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}img{margin:4px;border:1px solid #ddd}"
+        "td,th{padding:2px 8px;border-bottom:1px solid #eee}pre{white-space:pre-wrap}</style>",
+        f"</head><body><h1>burnish run <code>{esc(str(run_dir))}</code></h1>",
+    ]
     if summary:
-        parts.append("<h2>before / after (test split)</h2><table><tr><th></th><th>before</th><th>after</th></tr>")
+        parts.append(
+            "<h2>before / after (test split)</h2><table><tr><th></th><th>before</th><th>after</th></tr>"
+        )
         for k in ("pass@1", "mean_reward"):
             b, a = summary.get("before", {}).get(k), summary.get("after", {}).get(k)
-            parts.append(f"<tr><td>{k}</td><td>{b:.3f}</td><td>{a:.3f}</td></tr>" if b is not None else "")
-        parts.append(f"</table><p>{summary.get('steps')} steps, {summary.get('wall_seconds')} s</p>")
+            parts.append(
+                f"<tr><td>{k}</td><td>{b:.3f}</td><td>{a:.3f}</td></tr>" if b is not None else ""
+            )
+        parts.append(
+            f"</table><p>{summary.get('steps')} steps, {summary.get('wall_seconds')} s</p>"
+        )
     parts.append("<h2>plots</h2>")
     parts.extend(f"<img src='{esc(p)}' alt='{esc(t)}'>" for p, t in plots)
-    parts.append(f"<h2>alerts ({len(alerts)})</h2><table><tr><th>step</th><th>rule</th><th>signal</th><th>evidence</th></tr>")
+    parts.append(
+        f"<h2>alerts ({len(alerts)})</h2><table><tr><th>step</th><th>rule</th><th>signal</th><th>evidence</th></tr>"
+    )
     for a in alerts:
-        parts.append(f"<tr><td>{a['step']}</td><td>{esc(str(a['rule']))}</td><td>{esc(str(a['signal']))}</td>"
-                     f"<td><pre>{esc(json.dumps(a['evidence'], default=str)[:400])}</pre></td></tr>")
-    parts.append(f"</table><h2>flagged samples ({len(flagged)})</h2><table><tr><th>step</th><th>reward</th><th>flags</th><th>text</th></tr>")
+        parts.append(
+            f"<tr><td>{a['step']}</td><td>{esc(str(a['rule']))}</td><td>{esc(str(a['signal']))}</td>"
+            f"<td><pre>{esc(json.dumps(a['evidence'], default=str)[:400])}</pre></td></tr>"
+        )
+    parts.append(
+        f"</table><h2>flagged samples ({len(flagged)})</h2><table><tr><th>step</th><th>reward</th><th>flags</th><th>text</th></tr>"
+    )
     for f in flagged[-50:]:
-        parts.append(f"<tr><td>{f['step']}</td><td>{f['reward']}</td><td>{esc(json.dumps(f['flags'], default=str))}</td>"
-                     f"<td><pre>{esc(str(f['text'])[:300])}</pre></td></tr>")
+        parts.append(
+            f"<tr><td>{f['step']}</td><td>{f['reward']}</td><td>{esc(json.dumps(f['flags'], default=str))}</td>"
+            f"<td><pre>{esc(str(f['text'])[:300])}</pre></td></tr>"
+        )
     parts.append("</table></body></html>")
     return "\n".join(parts)

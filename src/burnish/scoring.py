@@ -113,7 +113,10 @@ async def score_group(
                 f"scorer {spec.scorer.name!r} returned {len(res)} scores for "
                 f"{len(trajectories)} trajectories"
             )
-    scores = [combine([(spec, res[i]) for spec, res in zip(specs, results)]) for i in range(len(trajectories))]
+    scores = [
+        combine([(spec, res[i]) for spec, res in zip(specs, results)])
+        for i in range(len(trajectories))
+    ]
     heldout = {
         spec.scorer.name: [s.value for s in res]
         for spec, res in zip(specs, results)

@@ -91,12 +91,27 @@ class RunStore:
                 prompt = _prompt_text(group)
                 for s_idx, (traj, score) in enumerate(zip(group.trajectories, group.scores)):
                     adv = advantages[g_idx][s_idx] if advantages is not None else None
-                    rows.append((
-                        step, group.task.env, group.task.id, g_idx, s_idx, prompt, traj.completion,
-                        score.value, adv, _json(dict(score.components)), traj.stop_reason.value,
-                        len(traj.tokens), traj.num_sampled, traj.turns, traj.error,
-                        _json(dict(group.task.info)), _json({**traj.info, "score": score.info}),
-                    ))
+                    rows.append(
+                        (
+                            step,
+                            group.task.env,
+                            group.task.id,
+                            g_idx,
+                            s_idx,
+                            prompt,
+                            traj.completion,
+                            score.value,
+                            adv,
+                            _json(dict(score.components)),
+                            traj.stop_reason.value,
+                            len(traj.tokens),
+                            traj.num_sampled,
+                            traj.turns,
+                            traj.error,
+                            _json(dict(group.task.info)),
+                            _json({**traj.info, "score": score.info}),
+                        )
+                    )
             self.conn.executemany(
                 "INSERT INTO rollouts (step, env, task_id, grp, sample, prompt, completion, reward,"
                 " advantage, components, stop_reason, num_tokens, num_sampled, turns, error,"
@@ -110,7 +125,17 @@ class RunStore:
             )
             self.conn.executemany(
                 "INSERT INTO flagged (step, grp, sample, reward, flags, text) VALUES (?,?,?,?,?,?)",
-                [(step, f.group, f.rollout, f.reward, _json(f.flags), f.text) for f in flagged],
+                [
+                    (
+                        step,
+                        f.group_index,
+                        f.rollout_index,
+                        f.reward,
+                        _json({"flags": dict(f.flags), "reasons": list(f.reasons)}),
+                        f.excerpt,
+                    )
+                    for f in flagged
+                ],
             )
 
     def log_eval(self, step: int, env: str, metrics: dict[str, Any]) -> None:

@@ -58,7 +58,11 @@ class Message:
             d["name"] = self.name
         if self.tool_calls:
             d["tool_calls"] = [
-                {"type": "function", "id": c.id, "function": {"name": c.name, "arguments": dict(c.arguments)}}
+                {
+                    "type": "function",
+                    "id": c.id,
+                    "function": {"name": c.name, "arguments": dict(c.arguments)},
+                }
                 for c in self.tool_calls
             ]
         return d
@@ -141,7 +145,11 @@ class Trajectory:
     @property
     def logprobs(self) -> list[float]:
         """Sampler logprobs for sampled tokens, 0.0 elsewhere (aligned with `tokens`)."""
-        return [lp for s in self.segments for lp in (s.logprobs if s.sampled else (0.0,) * len(s.tokens))]
+        return [
+            lp
+            for s in self.segments
+            for lp in (s.logprobs if s.sampled else (0.0,) * len(s.tokens))
+        ]
 
     @property
     def num_sampled(self) -> int:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import Case
+from grpo_case import Case
 
 from burnish.algorithms import (
     group_advantages,
@@ -28,9 +28,18 @@ def _adv(case: Case, **kw) -> torch.Tensor:
     ("kw", "expected"),
     [
         ({"scale": "group", "eps": 0.0}, REF),
-        ({"scale": "group", "eps": 1e-4}, [0.4999, -1.4997, 0.4999, 0.4999, -0.783186, 0.261062, -0.783186, 1.30531]),
-        ({"scale": "group"}, [0.499999, -1.499997, 0.499999, 0.499999, -0.783348, 0.261116, -0.783348, 1.30558]),
-        ({"scale": "batch", "eps": 0.0}, [0.504525, -1.513575, 0.504525, 0.504525, -0.756787, 0.252262, -0.756787, 1.261312]),
+        (
+            {"scale": "group", "eps": 1e-4},
+            [0.4999, -1.4997, 0.4999, 0.4999, -0.783186, 0.261062, -0.783186, 1.30531],
+        ),
+        (
+            {"scale": "group"},
+            [0.499999, -1.499997, 0.499999, 0.499999, -0.783348, 0.261116, -0.783348, 1.30558],
+        ),
+        (
+            {"scale": "batch", "eps": 0.0},
+            [0.504525, -1.513575, 0.504525, 0.504525, -0.756787, 0.252262, -0.756787, 1.261312],
+        ),
         ({"scale": "none"}, [0.25, -0.75, 0.25, 0.25, -0.375, 0.125, -0.375, 0.625]),
     ],
 )
@@ -93,7 +102,12 @@ def test_kl_token_means(case: Case):
         k = kl_estimate(case.logp, case.logp_ref, est)
         assert masked_mean(k, m).item() == pytest.approx(value, abs=P6)
     k3 = kl_estimate(case.logp, case.logp_ref, "k3")
-    torch.testing.assert_close(k3[0, :3], torch.tensor([0.042246, 0.039611, 0.095141], dtype=torch.float64), atol=P6, rtol=0)
+    torch.testing.assert_close(
+        k3[0, :3],
+        torch.tensor([0.042246, 0.039611, 0.095141], dtype=torch.float64),
+        atol=P6,
+        rtol=0,
+    )
     seq1 = [kl_estimate(case.logp, case.logp_ref, e)[1, 0].item() for e in ("k1", "k2", "k3")]
     assert seq1 == pytest.approx([0.323144, 0.052211, 0.047013], abs=P6)
 
@@ -133,8 +147,18 @@ def test_kl_estimators_exact_expectations():
     grad_fwd = exact_grad(lambda p: (pref * (pref.log() - p.log())).sum())
     torch.testing.assert_close(g2, grad_rev, atol=1e-12, rtol=0)
     torch.testing.assert_close(g3, grad_fwd, atol=1e-12, rtol=0)
-    torch.testing.assert_close(g2, torch.tensor([0.151479, -0.173327, 0.107797, -0.085949], dtype=torch.float64), atol=P6, rtol=0)
-    torch.testing.assert_close(g3, torch.tensor([0.145724, -0.289589, 0.194827, -0.050961], dtype=torch.float64), atol=P6, rtol=0)
+    torch.testing.assert_close(
+        g2,
+        torch.tensor([0.151479, -0.173327, 0.107797, -0.085949], dtype=torch.float64),
+        atol=P6,
+        rtol=0,
+    )
+    torch.testing.assert_close(
+        g3,
+        torch.tensor([0.145724, -0.289589, 0.194827, -0.050961], dtype=torch.float64),
+        atol=P6,
+        rtol=0,
+    )
     torch.testing.assert_close(g3, pi - pref, atol=1e-12, rtol=0)
 
 
@@ -145,7 +169,9 @@ def test_kl_bad_estimator_and_clamp():
     assert torch.isfinite(k3).all()
 
 
-@pytest.mark.parametrize(("n", "expected"), [(10, 0.0), (12, 0.0), (13, -0.25), (15, -0.75), (16, -1.0), (17, -1.0)])
+@pytest.mark.parametrize(
+    ("n", "expected"), [(10, 0.0), (12, 0.0), (13, -0.25), (15, -0.75), (16, -1.0), (17, -1.0)]
+)
 def test_soft_overlong_penalty(n, expected):
     assert soft_overlong_penalty(n, 16, 4) == pytest.approx(expected, abs=1e-15)
 
@@ -158,10 +184,37 @@ def test_soft_overlong_penalty_bad_input_and_hard_step():
 
 
 def test_dynamic_sampling():
-    rewards = torch.tensor([[1, 0, 1, 1], [0, 0.5, 0, 1], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=torch.float64)
+    rewards = torch.tensor(
+        [[1, 0, 1, 1], [0, 0.5, 0, 1], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=torch.float64
+    )
     assert keep_informative_groups(rewards).tolist() == [True, True, False, False]
     nan = math.nan
     r2 = torch.tensor([[1.0, nan, 1.0, 1.0], [nan, nan, nan, 0.0], [0.0, nan, nan, 1.0]])
     assert keep_informative_groups(r2).tolist() == [False, False, True]
     with pytest.raises(ValueError, match="2-D"):
         keep_informative_groups(torch.zeros(3))
+
+
+def test_aggregation_modes_by_hand():
+    """The four modes of §10 on a 2×3 example, with NaN in the padding."""
+    from burnish.algorithms import aggregate
+
+    nan = float("nan")
+    loss = torch.tensor([[1.0, 2.0, nan], [3.0, nan, nan]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert aggregate(loss, mask, "token-mean").item() == pytest.approx(6 / 3)
+    assert aggregate(loss, mask, "seq-mean-token-mean").item() == pytest.approx((1.5 + 3) / 2)
+    assert aggregate(loss, mask, "seq-mean-token-sum").item() == pytest.approx(6 / 2)
+    assert aggregate(loss, mask, "seq-mean-token-sum-norm", norm_len=4).item() == pytest.approx(
+        6 / 8
+    )
+    assert aggregate(loss, mask, "token-mean", num_tokens=12).item() == pytest.approx(0.5)
+    assert aggregate(loss, mask, "seq-mean-token-mean", num_seqs=9).item() == pytest.approx(4.5 / 9)
+    with pytest.raises(ValueError, match="allowed"):
+        aggregate(loss, mask, "token-sum")
+    with pytest.raises(ValueError, match="num_tokens must be > 0"):
+        aggregate(loss, mask, "token-mean", num_tokens=0)
+    with pytest.raises(ValueError, match="norm_len"):
+        aggregate(loss, mask, "seq-mean-token-sum-norm")
+    empty = torch.zeros(2, 3, dtype=torch.long)
+    assert aggregate(loss, empty, "token-mean").item() == 0.0

@@ -11,7 +11,9 @@ from burnish.algorithms import entropy_from_logits, selective_log_softmax
 
 
 def naive_logp(logits, index, temperature=1.0):
-    return torch.log_softmax(logits.float() / temperature, -1).gather(-1, index[..., None]).squeeze(-1)
+    return (
+        torch.log_softmax(logits.float() / temperature, -1).gather(-1, index[..., None]).squeeze(-1)
+    )
 
 
 def naive_entropy(logits, temperature=1.0):
@@ -48,7 +50,9 @@ def test_matches_naive(dtype, temperature, sliced, chunk_size):
     (gb,) = torch.autograd.grad((y_ref * w).sum(), b)
     ga = ga[:, :-1] if sliced else ga
     assert ga.dtype == dtype
-    torch.testing.assert_close(ga.float(), gb.float(), atol=TOL[dtype], rtol=1e-2 if dtype == torch.bfloat16 else 1e-5)
+    torch.testing.assert_close(
+        ga.float(), gb.float(), atol=TOL[dtype], rtol=1e-2 if dtype == torch.bfloat16 else 1e-5
+    )
 
     h = entropy_from_logits(a_in, temperature=temperature, chunk_size=chunk_size)
     h_ref = naive_entropy(b, temperature)
@@ -56,7 +60,9 @@ def test_matches_naive(dtype, temperature, sliced, chunk_size):
     (ga,) = torch.autograd.grad((h * w).sum(), a)
     (gb,) = torch.autograd.grad((h_ref * w).sum(), b)
     ga = ga[:, :-1] if sliced else ga
-    torch.testing.assert_close(ga.float(), gb.float(), atol=TOL[dtype], rtol=1e-2 if dtype == torch.bfloat16 else 1e-5)
+    torch.testing.assert_close(
+        ga.float(), gb.float(), atol=TOL[dtype], rtol=1e-2 if dtype == torch.bfloat16 else 1e-5
+    )
 
 
 def test_float64_gradcheck_against_autograd_in_float32_math():
@@ -77,7 +83,12 @@ def test_entropy_values():
     """§14.6: [2,1,0,−1] → 0.947537, uniform → ln 4, [5,0,0,0] → 0.119079 nats."""
     logits = torch.tensor([[2.0, 1, 0, -1], [0, 0, 0, 0], [5, 0, 0, 0]], dtype=torch.float64)
     h = entropy_from_logits(logits)
-    torch.testing.assert_close(h.double(), torch.tensor([0.947537, math.log(4), 0.119079], dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        h.double(),
+        torch.tensor([0.947537, math.log(4), 0.119079], dtype=torch.float64),
+        atol=1e-6,
+        rtol=0,
+    )
 
 
 def test_masked_vocabulary_entries_are_finite():

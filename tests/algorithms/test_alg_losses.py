@@ -1,7 +1,7 @@
 """Loss values and gradients against algorithms.md §14 (float64).
 
 Printed §14 numbers carry 6 decimals, so they are compared at 6e-7; the Appendix A closed forms
-(`conftest.reference_*`) and the 10-digit values are compared at 1e-9.
+(`grpo_case.reference_*`) and the 10-digit values are compared at 1e-9.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import (
+from grpo_case import (
     LENGTHS,
     R_TARGET,
     B,
-    G,
     Case,
+    G,
     build_case,
     reference_gspo,
     reference_ppo,
@@ -139,7 +139,9 @@ def test_dapo_value_gradient_and_clip_metrics(case: Case):
     assert m["clip/low_frac"] == pytest.approx(3 / 27)
     assert m["clip/high_frac"] == pytest.approx(3 / 27)
     assert m["ratio/max"] == pytest.approx(1.5)
-    r_valid = torch.tensor([x for row, n in zip(R_TARGET, LENGTHS) for x in row[:n]], dtype=torch.float64)
+    r_valid = torch.tensor(
+        [x for row, n in zip(R_TARGET, LENGTHS) for x in row[:n]], dtype=torch.float64
+    )
     assert m["ratio/mean"] == pytest.approx(r_valid.mean().item(), abs=1e-12)
 
 
@@ -191,7 +193,9 @@ def test_cispo_default_is_not_capped_below_five(case: Case):
     mask = torch.ones(1, 2, dtype=torch.bool)
     old = torch.zeros(1, 2, dtype=torch.float64)
     logp = torch.log(torch.tensor([[4.5, 7.0]], dtype=torch.float64)).requires_grad_()
-    loss, m = policy_loss(logp, old, torch.tensor([1.0], dtype=torch.float64), mask, LossConfig("cispo"))
+    loss, m = policy_loss(
+        logp, old, torch.tensor([1.0], dtype=torch.float64), mask, LossConfig("cispo")
+    )
     loss.backward()
     torch.testing.assert_close(logp.grad, torch.tensor([[-4.5 / 2, -5.0 / 2]], dtype=torch.float64))
     assert m["cispo/capped_frac"] == 0.5
@@ -206,7 +210,9 @@ def test_gspo_mechanics_at_02_028(case: Case):
     rows = np.asarray(GSPO_ROWS)[:, None] * case.np("mask")
     assert_grad(grad, rows, PRINTED)
     np.testing.assert_allclose(
-        s, [1.049206, 1.026383, 0.841427, 1.024634, 0.951836, 1.25, 0.898144, 1.095801], atol=PRINTED
+        s,
+        [1.049206, 1.026383, 0.841427, 1.024634, 0.951836, 1.25, 0.898144, 1.095801],
+        atol=PRINTED,
     )
     assert m["ratio/max"] == pytest.approx(1.25)
 
@@ -234,6 +240,7 @@ def test_gspo_token_equals_gspo(case: Case, logp_name):
 
 def test_on_policy_values(case: Case):
     """logp = logp_old: r ≡ 1; GRPO 0, DAPO 0.062756, Dr. GRPO (L_max 8) 0.013672."""
+
     def on_policy(cfg, adv):
         logp = case.logp_old.clone().requires_grad_()
         return policy_loss(logp, case.logp_old, adv, case.mask, cfg)[0].item()
@@ -288,7 +295,9 @@ def test_entropy_gate_matches_torch_quantile():
 
     for q in (0.1, 0.5, 0.8, 0.95):
         expected = torch.quantile(h[mask], q)
-        assert entropy_gate_threshold(h, mask, q).item() == pytest.approx(expected.item(), abs=1e-12)
+        assert entropy_gate_threshold(h, mask, q).item() == pytest.approx(
+            expected.item(), abs=1e-12
+        )
 
 
 def test_entropy_bonus(case: Case):
@@ -304,7 +313,14 @@ def test_entropy_bonus(case: Case):
     expected = case.mask.double() * (-0.01 / 27)
     torch.testing.assert_close(ent.grad, expected, atol=1e-15, rtol=0)
     # seq-mean-token-mean aggregates H̄ as verl does
-    _, m2 = policy_loss(case.logp, case.logp_old, case.adv, case.mask, LossConfig("grpo", entropy_coef=1.0), entropy=case.entropy)
+    _, m2 = policy_loss(
+        case.logp,
+        case.logp_old,
+        case.adv,
+        case.mask,
+        LossConfig("grpo", entropy_coef=1.0),
+        entropy=case.entropy,
+    )
     assert m2["loss/entropy_bonus"] == pytest.approx(-0.611729, abs=PRINTED)
 
 
@@ -350,7 +366,12 @@ def test_padding_poison_changes_nothing(case: Case, name):
     loss.backward()
     other = build_case()
     pad = ~other.mask
-    for t, v in ((other.logp, 1e4), (other.logp_old, float("nan")), (other.logp_ref, -1e4), (other.entropy, float("inf"))):
+    for t, v in (
+        (other.logp, 1e4),
+        (other.logp_old, float("nan")),
+        (other.logp_ref, -1e4),
+        (other.entropy, float("inf")),
+    ):
         t[pad] = v
     logp2 = other.leaf()
     loss2, m2 = _full(other, cfg, logp2)
@@ -369,7 +390,9 @@ def test_permuting_sequences_with_their_groups(case: Case, name):
     cfg = VARIANT_CONFIGS[name]
     adv = group_advantages(case.rewards.view(-1, G), eps=0.0).reshape(-1)
     perm = torch.tensor([6, 2, 0, 7, 4, 1, 5, 3])
-    loss, _ = policy_loss(case.logp, case.logp_old, adv, case.mask, cfg, ref_logp=case.logp_ref, entropy=case.entropy)
+    loss, _ = policy_loss(
+        case.logp, case.logp_old, adv, case.mask, cfg, ref_logp=case.logp_ref, entropy=case.entropy
+    )
     # permute rewards with their group ids, recompute advantages per group, then gather
     group_of = torch.arange(B) // G
     rewards_p, groups_p = case.rewards[perm], group_of[perm]
@@ -378,8 +401,13 @@ def test_permuting_sequences_with_their_groups(case: Case, name):
         sel = groups_p == g
         adv_p[sel] = group_advantages(rewards_p[sel][None], eps=0.0)[0]
     loss_p, _ = policy_loss(
-        case.logp[perm], case.logp_old[perm], adv_p, case.mask[perm], cfg,
-        ref_logp=case.logp_ref[perm], entropy=case.entropy[perm],
+        case.logp[perm],
+        case.logp_old[perm],
+        adv_p,
+        case.mask[perm],
+        cfg,
+        ref_logp=case.logp_ref[perm],
+        entropy=case.entropy[perm],
     )
     assert loss_p.item() == pytest.approx(loss.item(), abs=1e-15)
 
@@ -388,7 +416,13 @@ def test_missing_inputs_raise(case: Case):
     with pytest.raises(ValueError, match="ref_logp"):
         policy_loss(case.logp, case.logp_old, case.adv, case.mask, LossConfig("grpo", kl_coef=0.1))
     with pytest.raises(ValueError, match="entropy"):
-        policy_loss(case.logp, case.logp_old, case.adv, case.mask, LossConfig("dapo", entropy_gate_quantile=0.8))
+        policy_loss(
+            case.logp,
+            case.logp_old,
+            case.adv,
+            case.mask,
+            LossConfig("dapo", entropy_gate_quantile=0.8),
+        )
     with pytest.raises(ValueError, match="advantages"):
         policy_loss(case.logp, case.logp_old, case.adv[:3], case.mask, LossConfig("dapo"))
     with pytest.raises(ValueError, match="old_logp"):
@@ -397,7 +431,16 @@ def test_missing_inputs_raise(case: Case):
 
 def test_metrics_are_plain_floats(case: Case):
     _, m = _full(case, VARIANT_CONFIGS["dapo"], case.leaf())
-    expected = {"loss/policy", "loss/kl", "loss/entropy_bonus", "clip/low_frac", "clip/high_frac",
-                "ratio/mean", "ratio/max", "kl/mean", "entropy/mean"}
+    expected = {
+        "loss/policy",
+        "loss/kl",
+        "loss/entropy_bonus",
+        "clip/low_frac",
+        "clip/high_frac",
+        "ratio/mean",
+        "ratio/max",
+        "kl/mean",
+        "entropy/mean",
+    }
     assert expected <= set(m)
     assert all(type(v) is float for v in m.values())

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import Case
+from grpo_case import Case
 
 from burnish.algorithms import AGGREGATIONS, VARIANT_DEFAULTS, LossConfig, policy_loss
 from burnish.algorithms.losses import entropy_gate_threshold
 
-CASES = [
-    (name, agg)
-    for name, d in sorted(VARIANT_DEFAULTS.items())
-    for agg in d.aggregations
-]
+CASES = [(name, agg) for name, d in sorted(VARIANT_DEFAULTS.items()) for agg in d.aggregations]
 
 
 def _config(name: str, agg: str) -> LossConfig:
@@ -44,8 +40,15 @@ def _grads(c: Case, cfg: LossConfig, rows: list[slice], step_norms: bool):
     total = 0.0
     for sl in rows:
         loss, _ = policy_loss(
-            logp[sl], c.logp_old[sl], c.adv[sl], c.mask[sl], cfg,
-            ref_logp=c.logp_ref[sl], entropy=ent[sl], entropy_threshold=thr, **norms,
+            logp[sl],
+            c.logp_old[sl],
+            c.adv[sl],
+            c.mask[sl],
+            cfg,
+            ref_logp=c.logp_ref[sl],
+            entropy=ent[sl],
+            entropy_threshold=thr,
+            **norms,
         )
         loss.backward()
         total += loss.item()

@@ -46,8 +46,17 @@ def test_calibrate_small_case_matches_hand_counts(server):
     task_info = {"keywords": ["apple", "river", "lamp"]}
     prompt = "Write two sentences using: apple, river, lamp."
     rows = [  # scripted keyword judge: coverage 1 -> all, 2/3 -> some, 0 -> none
-        LabelRow("a", prompt, "An apple, a river, a lamp.", task_info, score=1.0, labels={"concise": "yes"}),
-        LabelRow("b", prompt, "An apple by the river.", task_info, score=0.6, labels={"concise": "no"}),
+        LabelRow(
+            "a",
+            prompt,
+            "An apple, a river, a lamp.",
+            task_info,
+            score=1.0,
+            labels={"concise": "yes"},
+        ),
+        LabelRow(
+            "b", prompt, "An apple by the river.", task_info, score=0.6, labels={"concise": "no"}
+        ),
         LabelRow("c", prompt, "Nothing.", task_info, score=0.0, labels={"concise": "no"}),
     ]
     report = asyncio.run(calibrate(rubric, rows, make_config(server), canary_tasks=1))
@@ -63,9 +72,36 @@ def test_calibrate_small_case_matches_hand_counts(server):
 
 def test_replay_core_on_hand_made_rows():
     rows = [
-        {"id": 1, "step": 0, "task_id": "t", "group": 0, "prompt": "p", "completion": "x", "reward": 0.9, "task_info": {}},
-        {"id": 2, "step": 0, "task_id": "t", "group": 0, "prompt": "p", "completion": "y", "reward": 0.1, "task_info": {}},
-        {"id": 3, "step": 1, "task_id": "u", "group": 0, "prompt": "q", "completion": "z", "reward": None, "task_info": {}},
+        {
+            "id": 1,
+            "step": 0,
+            "task_id": "t",
+            "group": 0,
+            "prompt": "p",
+            "completion": "x",
+            "reward": 0.9,
+            "task_info": {},
+        },
+        {
+            "id": 2,
+            "step": 0,
+            "task_id": "t",
+            "group": 0,
+            "prompt": "p",
+            "completion": "y",
+            "reward": 0.1,
+            "task_info": {},
+        },
+        {
+            "id": 3,
+            "step": 1,
+            "task_id": "u",
+            "group": 0,
+            "prompt": "q",
+            "completion": "z",
+            "reward": None,
+            "task_info": {},
+        },
     ]
     new = {"x": 0.2, "y": 0.8, "z": 0.5}
     seen = []
@@ -83,7 +119,9 @@ def test_replay_core_on_hand_made_rows():
     assert s["groups"] == 2 and s["compared"] == 2 and s["changed"] == 2
     assert s["mean_abs_delta"] == pytest.approx(0.7)
     assert s["advantage_sign_flips"] == 2  # x and y swap places within their group
-    assert [r.id for r in report.top_movers(1)] == [1] or [r.id for r in report.top_movers(1)] == [2]
+    movers = report.top_movers(5)
+    assert [r.id for r in movers][:2] in ([1, 2], [2, 1]) and len(movers) == 2
+    assert sorted(r.delta for r in movers) == pytest.approx([-0.7, 0.7])
     assert centred([1.0, None, 3.0]) == [-1.0, None, 1.0]
 
 
@@ -94,7 +132,9 @@ def test_cli_calibrate_prints_table_and_json_on_examples():
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "Cohen's kappa" in result.output and "canary false-positive rate" in result.output
-    result = runner.invoke(app, [*args[:4], "--scripted", str(EXAMPLES / "rules_injection_gullible.toml"), "--json"])
+    result = runner.invoke(
+        app, [*args[:4], "--scripted", str(EXAMPLES / "rules_injection_gullible.toml"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["n_rows"] == 30 and report["canary_fpr"] > 0  # the gullible judge is caught
@@ -106,7 +146,10 @@ def test_cli_replay_prints_movers(tmp_path):
 
     task = keyword_task()
     texts = ["An apple by the river, under a lamp.", "A very long answer " * 20, ""]
-    trajs = tuple(Trajectory(task, (), (*task.prompt, Message("assistant", t)), StopReason.DONE) for t in texts)
+    trajs = tuple(
+        Trajectory(task, (), (*task.prompt, Message("assistant", t)), StopReason.DONE)
+        for t in texts
+    )
     store = RunStore(tmp_path / "run" / "run.db")
     store.log_step(0, {}, [Group(task, trajs, (Score(0.2), Score(0.9), Score(0.0)))])
     store.close()

@@ -37,8 +37,23 @@ def test_rubric_judge_scores_by_keyword_rules(server):
     assert "judge/cost_usd" not in m
 
 
+def test_metrics_reset_and_missing_api_key(server, monkeypatch):
+    judge = _rubric_judge(server)
+    _score(judge, [GOOD])
+    assert judge.metrics()["judge/calls"] == 1
+    judge.reset_metrics()
+    assert judge.metrics()["judge/calls"] == 0 and judge.metrics()["judge/tokens"] == 0
+    _score(judge, [PARTIAL])
+    assert judge.metrics()["judge/calls"] == 1  # the client still counts into the same object
+    monkeypatch.delenv("BURNISH_TEST_NO_SUCH_KEY", raising=False)
+    with pytest.raises(ValueError, match="BURNISH_TEST_NO_SUCH_KEY"):
+        _rubric_judge(server, api_key_env="BURNISH_TEST_NO_SUCH_KEY")
+
+
 def test_cost_is_counted_when_priced(server):
-    judge = _rubric_judge(server, price_per_1k_prompt_tokens=1.0, price_per_1k_completion_tokens=2.0)
+    judge = _rubric_judge(
+        server, price_per_1k_prompt_tokens=1.0, price_per_1k_completion_tokens=2.0
+    )
     _score(judge, [GOOD])
     m = judge.metrics()
     expected = m["judge/prompt_tokens"] / 1000 * 1.0 + m["judge/completion_tokens"] / 1000 * 2.0
@@ -77,11 +92,15 @@ def test_missing_criterion_is_repaired_or_unscorable(server):
 def test_group_out_of_range_is_never_clamped(server):
     task = keyword_task()
     server.reconfigure(ScriptedRules(faults=(Fault("out_of_range", first_n=2),)))
-    scores = _score(GroupJudge(make_config(server), seed=0, task_info=["keywords"]), [GOOD, NONE], task)
+    scores = _score(
+        GroupJudge(make_config(server), seed=0, task_info=["keywords"]), [GOOD, NONE], task
+    )
     assert [s.value for s in scores] == [None, None]
     assert "outside [0, 1]" in scores[0].info["error"]
     server.reconfigure(ScriptedRules(faults=(Fault("out_of_range", first_n=1),)))
-    scores = _score(GroupJudge(make_config(server), seed=0, task_info=["keywords"]), [GOOD, NONE], task)
+    scores = _score(
+        GroupJudge(make_config(server), seed=0, task_info=["keywords"]), [GOOD, NONE], task
+    )
     assert [s.value for s in scores] == [1.0, 0.0]
 
 
@@ -136,7 +155,13 @@ def test_cache_second_pass_makes_no_calls(server, tmp_path):
 def test_group_judge_maps_shuffled_ids_back(server):
     task = keyword_task()
     texts = [GOOD, PARTIAL, NONE, "apple lamp"]
-    ref = {t: s.value for t, s in zip(texts, _score(GroupJudge(make_config(server), seed=0, task_info=["keywords"]), texts, task))}
+    ref = {
+        t: s.value
+        for t, s in zip(
+            texts,
+            _score(GroupJudge(make_config(server), seed=0, task_info=["keywords"]), texts, task),
+        )
+    }
     assert ref[GOOD] == 1.0 and ref[NONE] == 0.0 and ref[PARTIAL] == pytest.approx(2 / 3, abs=1e-6)
     for seed, perm in enumerate([[3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]], start=1):
         permuted = [texts[i] for i in perm]
@@ -179,7 +204,9 @@ def test_ensemble_aggregates_and_records_disagreement():
     members = [_Fixed("a", [0.2, 1.0, None]), _Fixed("b", [0.6, 1.0, 0.5])]
 
     def run(agg, **kw):
-        return asyncio.run(EnsembleJudge(members, agg, **kw).score_candidates(keyword_task(), ["x"] * 3))
+        return asyncio.run(
+            EnsembleJudge(members, agg, **kw).score_candidates(keyword_task(), ["x"] * 3)
+        )
 
     mean = run("mean")
     assert mean[0].value == pytest.approx(0.4)

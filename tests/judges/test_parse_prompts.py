@@ -1,6 +1,7 @@
 import math
 
 import pytest
+from judge_helpers import keyword_task
 
 from burnish.judges.group_judge import GroupJudge
 from burnish.judges.parse import (
@@ -14,8 +15,6 @@ from burnish.judges.rubric import builtin_rubric
 from burnish.judges.rubric_judge import RubricJudge
 from burnish.types import Message, Task
 
-from judge_helpers import keyword_task
-
 CONFIG_KW = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": None}
 
 
@@ -27,7 +26,7 @@ def _config():
 
 def test_group_answer_skips_prose_think_and_echoed_format_example():
     text = (
-        "<think>maybe {\"scores\": []}</think>The format was "
+        '<think>maybe {"scores": []}</think>The format was '
         '{"scores": [{"id": "<id>", "reason": "...", "score": 0.0}]}. Mine: '
         '{"scores": [{"id": "a1", "reason": "ok", "score": 0.25}, {"id": "b2", "reason": "", "score": 1}]}'
     )

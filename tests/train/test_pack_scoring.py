@@ -15,8 +15,14 @@ def _traj(segments, stop=StopReason.DONE):
 
 
 def test_pack_mask_comes_from_segments():
-    a = _traj((Segment((1, 2, 3), False), Segment((4, 5), True, (-0.1, -0.2)), Segment((6,), False),
-               Segment((7,), True, (-0.3,))))
+    a = _traj(
+        (
+            Segment((1, 2, 3), False),
+            Segment((4, 5), True, (-0.1, -0.2)),
+            Segment((6,), False),
+            Segment((7,), True, (-0.3,)),
+        )
+    )
     b = _traj((Segment((1,), False), Segment((9,), True, (-1.0,))), stop=StopReason.LENGTH)
     c = _traj((Segment((1,), False), Segment((8,), True, (-2.0,))))
     g = Group(task=TASK, trajectories=(a, b, c), scores=(Score(1.0), Score(0.0), Score(None)))

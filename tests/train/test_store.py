@@ -5,17 +5,24 @@ from burnish.types import Group, Message, Score, Segment, StopReason, Task, Traj
 
 
 def _group(step_tag: str, rewards):
-    task = Task(id=f"t-{step_tag}", prompt=(Message("user", "2+2="),), answer=4, env="arithmetic",
-                info={"k": 1})
+    task = Task(
+        id=f"t-{step_tag}",
+        prompt=(Message("user", "2+2="),),
+        answer=4,
+        env="arithmetic",
+        info={"k": 1},
+    )
     trajs, scores = [], []
     for i, r in enumerate(rewards):
         text = str(4 if r else 5)
-        trajs.append(Trajectory(
-            task=task,
-            segments=(Segment((1, 2), False), Segment((3,), True, (-0.5,))),
-            messages=(*task.prompt, Message("assistant", text)),
-            stop_reason=StopReason.DONE,
-        ))
+        trajs.append(
+            Trajectory(
+                task=task,
+                segments=(Segment((1, 2), False), Segment((3,), True, (-0.5,))),
+                messages=(*task.prompt, Message("assistant", text)),
+                stop_reason=StopReason.DONE,
+            )
+        )
         scores.append(Score(r, {"correct": r or 0.0}))
     return Group(task=task, trajectories=tuple(trajs), scores=tuple(scores))
 
@@ -32,8 +39,13 @@ class _Alert:
 def test_write_read_truncate(tmp_path):
     store = RunStore(tmp_path / "run.db")
     for step in range(3):
-        store.log_step(step, {"reward/mean": step / 2}, [_group(str(step), [1.0, 0.0, None])],
-                       [[0.5, -0.5, None]], alerts=[_Alert("zscore", "length/mean", 3.0, 2.0, {"x": 1})])
+        store.log_step(
+            step,
+            {"reward/mean": step / 2},
+            [_group(str(step), [1.0, 0.0, None])],
+            [[0.5, -0.5, None]],
+            alerts=[_Alert("zscore", "length/mean", 3.0, 2.0, {"x": 1})],
+        )
         store.log_eval(step, "arithmetic", {"pass@1": 0.1 * step})
     store.close()
 

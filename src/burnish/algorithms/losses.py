@@ -363,13 +363,19 @@ def _check_inputs(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, **o
         raise ValueError(f"logp must be [B, T]; got shape {tuple(logp.shape)}")
     for name, t in {"old_logp": old_logp, "mask": mask, **optional}.items():
         if t is not None and t.shape != logp.shape:
-            raise ValueError(f"{name} must have logp's shape {tuple(logp.shape)}; got {tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must have logp's shape {tuple(logp.shape)}; got {tuple(t.shape)}"
+            )
     if adv.shape != logp.shape[:1]:
-        raise ValueError(f"advantages must be [B] = {tuple(logp.shape[:1])}; got {tuple(adv.shape)}")
+        raise ValueError(
+            f"advantages must be [B] = {tuple(logp.shape[:1])}; got {tuple(adv.shape)}"
+        )
 
 
 def _zero_padding(x: Tensor | None, mask: Tensor) -> Tensor | None:
-    return None if x is None else torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    return (
+        None if x is None else torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    )
 
 
 def policy_loss(
@@ -465,4 +471,6 @@ def policy_loss(
 
     metrics.update({"loss/policy": pg, "loss/kl": kl_term, "loss/entropy_bonus": bonus})
     metrics["loss/total"] = loss
-    return loss, {k: float(v.detach()) for k, v in metrics.items()}
+    # one device-to-host transfer for all metrics
+    values = torch.stack([v.detach().to(torch.float64) for v in metrics.values()]).tolist()
+    return loss, dict(zip(metrics, values))

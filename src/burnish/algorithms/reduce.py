@@ -41,7 +41,9 @@ __all__ = [
 
 def masked_sum(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     """Sum of ``values`` over positions where ``mask`` is true (padding never contributes)."""
-    picked = torch.where(mask.bool(), values, torch.zeros((), dtype=values.dtype, device=values.device))
+    picked = torch.where(
+        mask.bool(), values, torch.zeros((), dtype=values.dtype, device=values.device)
+    )
     return picked.sum() if dim is None else picked.sum(dim)
 
 
@@ -58,7 +60,8 @@ def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
 
 
 def _positive(name: str, value: float | Tensor) -> Tensor | float:
-    if float(value) <= 0:
+    # Tensors are not checked: reading their value would synchronise an accelerator.
+    if not isinstance(value, Tensor) and not value > 0:
         raise ValueError(f"{name} must be > 0; got {float(value)}")
     return value
 
@@ -164,7 +167,5 @@ def aggregate(
     try:
         fn = AGGREGATIONS[mode]
     except KeyError:
-        raise ValueError(
-            f"unknown aggregation {mode!r}; allowed: {sorted(AGGREGATIONS)}"
-        ) from None
+        raise ValueError(f"unknown aggregation {mode!r}; allowed: {sorted(AGGREGATIONS)}") from None
     return fn(loss_B_T, mask_B_T, num_tokens=num_tokens, num_seqs=num_seqs, norm_len=norm_len)

@@ -31,14 +31,11 @@ T = TypeVar("T")
 class TextScorer(Scorer, Protocol):
     """A scorer that can also score raw candidate texts (calibration, replay)."""
 
-    async def score_candidates(self, task: Task, candidates: Sequence[str]) -> list[Score]:
-        ...
+    async def score_candidates(self, task: Task, candidates: Sequence[str]) -> list[Score]: ...
 
-    def metrics(self) -> dict[str, float]:
-        ...
+    def metrics(self) -> dict[str, float]: ...
 
-    def reset_metrics(self) -> None:
-        ...
+    def reset_metrics(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -127,7 +124,9 @@ class JudgeCore:
                 error = f"invalid judge answer: {e}"
                 if attempt == 0:
                     self.metrics.repairs += 1
-                    repair = render(load_template("repair"), {"error": str(e), "expected": expected})
+                    repair = render(
+                        load_template("repair"), {"error": str(e), "expected": expected}
+                    )
                     messages = [*messages, {"role": "assistant", "content": result.text},
                                 {"role": "user", "content": repair}]  # fmt: skip
                 continue

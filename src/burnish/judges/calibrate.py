@@ -199,7 +199,9 @@ def _by_task(rows: Sequence[LabelRow]) -> dict[str, tuple[Task, list[int]]]:
     return groups
 
 
-async def _flip_rate(rubric: Rubric, config: JudgeConfig, rows, groups, seed: int) -> tuple[float, int]:
+async def _flip_rate(
+    rubric: Rubric, config: JudgeConfig, rows, groups, seed: int
+) -> tuple[float, int]:
     flips = pairs = 0
     passes = [GroupJudge(config, rubric=rubric, seed=seed + k) for k in (0, 1)]
     for task, idx in groups.values():
@@ -229,7 +231,9 @@ async def calibrate(
     groups = _by_task(rows)
     scores: list[Any] = [None] * len(rows)
     for task, idx in groups.values():
-        for i, s in zip(idx, await judge.score_candidates(task, [rows[i].completion for i in idx]), strict=True):
+        for i, s in zip(
+            idx, await judge.score_candidates(task, [rows[i].completion for i in idx]), strict=True
+        ):
             scores[i] = s
     agreements = []
     for c in rubric.criteria:
@@ -239,10 +243,18 @@ async def calibrate(
         if pairs:
             gold, pred = [p[0] for p in pairs], [p[1] for p in pairs]
             acc = sum(g == p for g, p in pairs) / len(pairs)
-            agreements.append(CriterionAgreement(c.name, len(pairs), len(c.choices) == 2, acc, cohen_kappa(gold, pred)))
+            agreements.append(
+                CriterionAgreement(
+                    c.name, len(pairs), len(c.choices) == 2, acc, cohen_kappa(gold, pred)
+                )
+            )
     scalar = [(r.score, s.value) for r, s in zip(rows, scores, strict=True)
               if r.score is not None and s.value is not None]  # fmt: skip
-    rho = spearman([a for a, _ in scalar], [b for _, b in scalar]) if len(scalar) >= 2 else float("nan")
+    rho = (
+        spearman([a for a, _ in scalar], [b for _, b in scalar])
+        if len(scalar) >= 2
+        else float("nan")
+    )
     flip, flip_pairs = await _flip_rate(rubric, config, rows, groups, seed)
     canary_scores = []
     for task, _ in list(groups.values())[:canary_tasks]:

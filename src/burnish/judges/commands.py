@@ -49,13 +49,17 @@ def print_calibration(report: CalibrationReport, console: Console) -> None:
     for col in ("criterion", "n", "binary", "accuracy", "Cohen's kappa"):
         table.add_column(col)
     for c in report.criteria:
-        table.add_row(c.name, str(c.n), "yes" if c.binary else "no", _fmt(c.accuracy), _fmt(c.kappa))
+        table.add_row(
+            c.name, str(c.n), "yes" if c.binary else "no", _fmt(c.accuracy), _fmt(c.kappa)
+        )
     console.print(table)
     summary = Table(title="Judge calibration summary")
     summary.add_column("metric")
     summary.add_column("value")
     summary.add_row(f"Spearman(reward, label score), n={report.n_scored}", _fmt(report.spearman))
-    summary.add_row(f"group judge position-flip rate, {report.flip_pairs} pairs", _fmt(report.flip_rate))
+    summary.add_row(
+        f"group judge position-flip rate, {report.flip_pairs} pairs", _fmt(report.flip_rate)
+    )
     summary.add_row(
         f"canary false-positive rate (reward >= {report.canary_threshold}), n={report.canary_scored}",
         _fmt(report.canary_fpr),
@@ -103,8 +107,15 @@ def run_replay(run_dir: Path, rubric_path: Path, config: JudgeConfig, *, as_json
     judge = RubricJudge(load_rubric(rubric_path), config)
     report = asyncio.run(replay(rows, judge))
     if as_json:
-        movers = [{"id": r.id, "old": r.old, "new": r.new, "delta": r.delta} for r in report.top_movers(top)]
-        print(json.dumps({"summary": report.summary(), "top_movers": movers, "judge": judge.metrics()}))
+        movers = [
+            {"id": r.id, "old": r.old, "new": r.new, "delta": r.delta}
+            for r in report.top_movers(top)
+        ]
+        print(
+            json.dumps(
+                {"summary": report.summary(), "top_movers": movers, "judge": judge.metrics()}
+            )
+        )
     else:
         print_replay(report, Console(), top)
     return report

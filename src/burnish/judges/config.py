@@ -60,7 +60,9 @@ class JudgeConfig:
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
         if self.requests_per_minute is not None and not self.requests_per_minute > 0:
-            raise ValueError(f"requests_per_minute must be > 0 or None, got {self.requests_per_minute}")
+            raise ValueError(
+                f"requests_per_minute must be > 0 or None, got {self.requests_per_minute}"
+            )
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
 

@@ -59,7 +59,9 @@ class EnsembleJudge:
         if len(set(names)) != len(names):
             raise ValueError(f"ensemble member names must be distinct, got {names}")
         if aggregate not in AGGREGATES:
-            raise ValueError(f"unknown ensemble aggregate {aggregate!r}; allowed: {sorted(AGGREGATES)}")
+            raise ValueError(
+                f"unknown ensemble aggregate {aggregate!r}; allowed: {sorted(AGGREGATES)}"
+            )
         self.members = list(members)
         self.aggregate = aggregate
         self.lam = lam
@@ -69,7 +71,9 @@ class EnsembleJudge:
         self.name = name
 
     async def score_group(self, task: Task, trajectories: Sequence[Trajectory]) -> list[Score]:
-        per_member = await asyncio.gather(*(m.score_group(task, trajectories) for m in self.members))
+        per_member = await asyncio.gather(
+            *(m.score_group(task, trajectories) for m in self.members)
+        )
         return self.combine(per_member)
 
     async def score_candidates(self, task: Task, candidates: Sequence[str]) -> list[Score]:
@@ -88,7 +92,9 @@ class EnsembleJudge:
                     "members": {m.name: dict(s.info) for m, s in zip(self.members, scores_M, strict=True)}}  # fmt: skip
             if len(ok) < self.min_members:
                 missing = [n for n, v in values.items() if v is None]
-                out.append(Score(None, {}, {**info, "error": f"members without a score: {missing}"}))
+                out.append(
+                    Score(None, {}, {**info, "error": f"members without a score: {missing}"})
+                )
                 continue
             spread = _std(ok)
             components = {f"{n}/value": v for n, v in values.items() if v is not None}

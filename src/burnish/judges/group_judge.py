@@ -80,7 +80,7 @@ class GroupJudge:
         return self.core.metrics.as_dict(self.core.config.priced)
 
     def reset_metrics(self) -> None:
-        self.core.metrics.__init__()  # type: ignore[misc]
+        self.core.metrics.reset()
 
     def _rubric_text(self) -> str:
         if self.rubric is None:
@@ -139,7 +139,9 @@ class GroupJudge:
         cached = self.core.cache_get(key)
         if cached is not None:
             by_text = {text: (score, reason) for text, score, reason in cached["scores"]}
-            return self.core.record([self._score(by_text, c, len(unique), {}, True) for c in candidates])
+            return self.core.record(
+                [self._score(by_text, c, len(unique), {}, True) for c in candidates]
+            )
         order, ids = self.assign_ids(unique)
         ex = await self.core.ask(
             self.build_messages(task, order, ids),
@@ -147,7 +149,9 @@ class GroupJudge:
             expected=f"the ids {ids}",
         )
         if ex.parsed is None:
-            bad = unscorable(self.name, ex.error or "", raw=list(ex.raw), usage=ex.usage(), model=ex.model)
+            bad = unscorable(
+                self.name, ex.error or "", raw=list(ex.raw), usage=ex.usage(), model=ex.model
+            )
             return self.core.record([bad] * len(candidates))
         by_text = {
             text: (ex.parsed.scores[cid], ex.parsed.reasons[cid])
@@ -156,7 +160,9 @@ class GroupJudge:
         self.core.cache_put(key, {"scores": [[t, s, r] for t, (s, r) in by_text.items()]})
         meta = {"model": ex.model, "raw": list(ex.raw), "usage": ex.usage(), "repaired": ex.repaired,
                 "ids": dict(zip(order, ids, strict=True))}  # fmt: skip
-        return self.core.record([self._score(by_text, c, len(unique), meta, False) for c in candidates])
+        return self.core.record(
+            [self._score(by_text, c, len(unique), meta, False) for c in candidates]
+        )
 
     def _score(
         self, by_text: dict[str, tuple[float, str]], text: str, n: int, meta: dict, cached: bool

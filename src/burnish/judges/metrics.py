@@ -27,6 +27,11 @@ class JudgeMetrics:
     unscorable: int = 0
     """Rollouts whose score is None."""
 
+    def reset(self) -> None:
+        """Zero every counter (in place: the client holds the same object)."""
+        for name, f in self.__dataclass_fields__.items():
+            setattr(self, name, f.default)
+
     def as_dict(self, priced: bool) -> dict[str, float]:
         """`judge/*` metrics; `judge/cost_usd` only when a price is configured."""
         out = {

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 from burnish.judges.rubric import Criterion
 
-
 T = TypeVar("T")
 
 
@@ -101,7 +100,9 @@ def _check_verdicts(obj: dict[str, Any], criteria: Sequence[Criterion]) -> Rubri
             raise JudgeOutputError(f"verdicts[{i}] must be an object, got {item!r}")
         name, verdict, reason = item.get("name"), item.get("verdict"), item.get("reason", "")
         if name not in by_name:
-            raise JudgeOutputError(f"verdicts[{i}]: unknown criterion {name!r}; expected one of {list(by_name)}")
+            raise JudgeOutputError(
+                f"verdicts[{i}]: unknown criterion {name!r}; expected one of {list(by_name)}"
+            )
         if name in verdicts:
             raise JudgeOutputError(f"criterion {name!r} appears more than once")
         if not isinstance(verdict, str) or verdict.strip() not in by_name[name].choices:
@@ -146,7 +147,9 @@ def _check_scores(obj: dict[str, Any], ids: Sequence[str]) -> GroupScores:
             raise JudgeOutputError(f"scores[{i}] must be an object, got {item!r}")
         cid, score, reason = item.get("id"), item.get("score"), item.get("reason", "")
         if cid not in expected:
-            raise JudgeOutputError(f"scores[{i}]: unknown id {cid!r}; expected one of {sorted(expected)}")
+            raise JudgeOutputError(
+                f"scores[{i}]: unknown id {cid!r}; expected one of {sorted(expected)}"
+            )
         if cid in scores:
             raise JudgeOutputError(f"id {cid!r} is scored more than once")
         if isinstance(score, bool) or not isinstance(score, (int, float)):

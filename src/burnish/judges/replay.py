@@ -116,7 +116,9 @@ async def replay(rows: Sequence[Mapping[str, Any]], judge: TextScorer) -> Replay
         scores = await judge.score_candidates(task, [str(r.get("completion", "")) for r in members])
         olds = [r.get("reward") for r in members]
         news = [s.value for s in scores]
-        for r, old, new, a_old, a_new in zip(members, olds, news, centred(olds), centred(news), strict=True):
+        for r, old, new, a_old, a_new in zip(
+            members, olds, news, centred(olds), centred(news), strict=True
+        ):
             out.append(ReplayRow(r.get("id"), int(step or 0), str(task_id), group, old, new,
                                  a_old, a_new, str(r.get("completion", ""))))  # fmt: skip
     return ReplayReport(tuple(out), len(groups))

@@ -186,7 +186,9 @@ def parse_rubric(data: Mapping[str, Any], source: str = "<rubric>") -> Rubric:
         )
     task_info = data.get("task_info", [])
     if not isinstance(task_info, list) or not all(isinstance(k, str) for k in task_info):
-        raise RubricError(f"{source}: task_info must be a list of Task.info keys, got {task_info!r}")
+        raise RubricError(
+            f"{source}: task_info must be a list of Task.info keys, got {task_info!r}"
+        )
     name = str(data.get("name", Path(source).stem))
     rubric = Rubric(name, criteria, str(data.get("description", "")).strip(), tuple(task_info))
     return Rubric(rubric.name, criteria, rubric.description, rubric.task_info, _version(rubric))

@@ -74,7 +74,7 @@ class RubricJudge:
         return self.core.metrics.as_dict(self.core.config.priced)
 
     def reset_metrics(self) -> None:
-        self.core.metrics.__init__()  # type: ignore[misc]
+        self.core.metrics.reset()
 
     def build_messages(self, task: Task, candidate: str) -> list[dict[str, str]]:
         """The system and user messages of one judge request."""

@@ -59,7 +59,10 @@ def create_app(state: ScriptedState) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "owned_by": "burnish"}]}
+        return {
+            "object": "list",
+            "data": [{"id": MODEL_ID, "object": "model", "owned_by": "burnish"}],
+        }
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -86,7 +89,11 @@ def create_app(state: ScriptedState) -> FastAPI:
             "created": int(time.time()),
             "model": MODEL_ID,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
             ],
             "usage": usage,
         }

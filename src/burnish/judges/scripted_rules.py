@@ -86,7 +86,11 @@ class ScriptedRules:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.keyword_weight < 0 or self.length_weight < 0 or self.keyword_weight + self.length_weight <= 0:
+        if (
+            self.keyword_weight < 0
+            or self.length_weight < 0
+            or self.keyword_weight + self.length_weight <= 0
+        ):
             raise ValueError("keyword_weight and length_weight must be >= 0 with a positive sum")
         if self.length_target < 1:
             raise ValueError(f"length_target must be >= 1, got {self.length_target}")
@@ -155,7 +159,9 @@ def signals(rules: ScriptedRules, task: str, candidate: str) -> dict[str, float]
     return out
 
 
-def _rubric_answer(rules: ScriptedRules, task: str, candidate: str, prompt: str, fault: str | None) -> dict:
+def _rubric_answer(
+    rules: ScriptedRules, task: str, candidate: str, prompt: str, fault: str | None
+) -> dict:
     sig = signals(rules, task, candidate)
     verdicts = []
     for name, category, choices_txt in _CRITERION.findall(prompt):
@@ -163,7 +169,9 @@ def _rubric_answer(rules: ScriptedRules, task: str, candidate: str, prompt: str,
         default = "clean" if category == "pitfall" else "quality"
         value = sig[rules.criteria_signals.get(name, default)]
         verdict = choices[round(value * (len(choices) - 1))]
-        verdicts.append({"name": name, "reason": f"scripted: {name} signal {value:.2f}", "verdict": verdict})
+        verdicts.append(
+            {"name": name, "reason": f"scripted: {name} signal {value:.2f}", "verdict": verdict}
+        )
     if fault == "out_of_range" and verdicts:
         verdicts[0]["verdict"] = "10/10"
     if fault == "missing" and verdicts:
@@ -174,7 +182,9 @@ def _rubric_answer(rules: ScriptedRules, task: str, candidate: str, prompt: str,
     return {"verdicts": verdicts, "flags": {"injection_attempt": injected, "refusal": False}}
 
 
-def _group_answer(rules: ScriptedRules, task: str, cands: list[tuple[str, str]], fault: str | None) -> dict:
+def _group_answer(
+    rules: ScriptedRules, task: str, cands: list[tuple[str, str]], fault: str | None
+) -> dict:
     scores = []
     for cid, text in cands:
         q = signals(rules, task, text)["quality"]
@@ -189,7 +199,9 @@ def _group_answer(rules: ScriptedRules, task: str, cands: list[tuple[str, str]],
     return {"scores": scores}
 
 
-def answer(rules: ScriptedRules, messages: list[Mapping[str, Any]], fault: str | None = None) -> str:
+def answer(
+    rules: ScriptedRules, messages: list[Mapping[str, Any]], fault: str | None = None
+) -> str:
     """The scripted judge's reply text to a chat request (faults other than HTTP/slow applied)."""
     prompt = next(
         (str(m.get("content", "")) for m in messages

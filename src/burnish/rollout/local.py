@@ -183,12 +183,7 @@ class LocalSampler:
         rows = []
         for i, prompt in enumerate(request.prompts):
             budget = p.max_new_tokens
-            if max_pos is not None:
-                if len(prompt) >= max_pos:
-                    raise ValueError(
-                        f"prompt {i} has {len(prompt)} tokens; the model accepts at most "
-                        f"{max_pos} positions in all"
-                    )
+            if max_pos is not None:  # prompts that do not fit were refused in sample()
                 budget = min(budget, max_pos - len(prompt))
             for j in range(p.n):
                 rows.append(
@@ -282,9 +277,15 @@ class LocalSampler:
     def _check_prompts(self, prompts: list[list[int]]) -> None:
         if not prompts:
             raise ValueError("sample() needs at least one prompt, got an empty list")
+        max_pos = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
         for i, p in enumerate(prompts):
             if len(p) == 0:
                 raise ValueError(f"prompt {i} is empty; prompts need at least one token")
+            if max_pos is not None and len(p) >= max_pos:
+                raise ValueError(
+                    f"prompt {i} has {len(p)} tokens; the model accepts at most {max_pos} "
+                    "positions in all"
+                )
 
     def _check_adapter(self, adapter: str | None) -> None:
         if adapter is None:

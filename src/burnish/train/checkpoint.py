@@ -39,7 +39,11 @@ class TrainerState:
 
 
 def rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -81,7 +85,12 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
         return []
     found = []
     for p in root.iterdir():
-        if p.is_dir() and p.name.startswith("step_") and p.name[5:].isdigit() and (p / _DONE).exists():
+        if (
+            p.is_dir()
+            and p.name.startswith("step_")
+            and p.name[5:].isdigit()
+            and (p / _DONE).exists()
+        ):
             found.append((int(p.name[5:]), p))
     return [p for _, p in sorted(found)]
 
@@ -96,7 +105,9 @@ def load_checkpoint(path: Path, policy) -> TrainerState:
         result = set_peft_model_state_dict(policy, adapter)
         unexpected = getattr(result, "unexpected_keys", [])
         if unexpected:
-            raise RuntimeError(f"checkpoint {path} has adapter keys the model lacks: {unexpected[:5]}")
+            raise RuntimeError(
+                f"checkpoint {path} has adapter keys the model lacks: {unexpected[:5]}"
+            )
     else:
         policy.load_state_dict(load_file(str(path / "model.safetensors")))
     raw = torch.load(path / "trainer.pt", weights_only=False)

@@ -47,6 +47,7 @@ from burnish.train.setup import (
     build_optimizer,
     build_policy,
     build_scorers,
+    judge_metrics,
     loss_config,
 )
 from burnish.train.step import StepSettings, train_on_batch
@@ -55,7 +56,9 @@ from burnish.types import Group, Score
 OnStep = Callable[[int, dict[str, float]], None]
 
 
-async def collect_groups(config: RunConfig, stream: TaskStream, sampler, tokenizer, scorers, step: int):
+async def collect_groups(
+    config: RunConfig, stream: TaskStream, sampler, tokenizer, scorers, step: int
+):
     """Sample and score the groups of one step, with DAPO dynamic sampling when enabled.
 
     Returns every group seen (the monitors look at all of them), their held-out scores, the
@@ -70,14 +73,22 @@ async def collect_groups(config: RunConfig, stream: TaskStream, sampler, tokeniz
     for round_ in range(rounds):
         draws = stream.draw(r.prompts_per_step - len(kept), step, round_)
         params = SamplingParams(
-            max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-            top_k=r.top_k, seed=config.train.seed * 1_000_003 + step * 101 + round_,
+            max_new_tokens=r.max_new_tokens,
+            temperature=r.temperature,
+            top_p=r.top_p,
+            top_k=r.top_k,
+            seed=config.train.seed * 1_000_003 + step * 101 + round_,
         )
         envs = [env for env, task in draws for _ in range(r.group_size)]
         tasks = [task for env, task in draws for _ in range(r.group_size)]
         trajs = await run_episodes(
-            envs, tasks, sampler, tokenizer, params,
-            concurrency=r.concurrency, **_budget(config),
+            envs,
+            tasks,
+            sampler,
+            tokenizer,
+            params,
+            concurrency=r.concurrency,
+            **_budget(config),
         )
         for i, (env, task) in enumerate(draws):
             group_trajs = tuple(trajs[i * r.group_size : (i + 1) * r.group_size])
@@ -136,21 +147,34 @@ def advantages_of(config: RunConfig, groups: list[Group]) -> list[list[float | N
     ]
 
 
-def run_eval(config: RunConfig, policy, tokenizer, envs, store: RunStore, step: int) -> dict[str, Any]:
+def run_eval(
+    config: RunConfig, policy, tokenizer, envs, store: RunStore, step: int
+) -> dict[str, Any]:
     """Evaluate on every environment's test split; log and return {env: metrics}."""
     e = config.eval
     out = {}
     for env, _ in envs:
-        res = evaluate(policy, tokenizer, env, samples=e.samples, n_tasks=e.n_tasks, split="test",
-                       temperature=e.temperature, seed=e.seed,
-                       max_new_tokens=config.rollout.max_new_tokens, **_budget(config))
+        res = evaluate(
+            policy,
+            tokenizer,
+            env,
+            samples=e.samples,
+            n_tasks=e.n_tasks,
+            split="test",
+            temperature=e.temperature,
+            seed=e.seed,
+            max_new_tokens=config.rollout.max_new_tokens,
+            **_budget(config),
+        )
         metrics = res.to_dict()
         store.log_eval(step, env.name, metrics)
         out[env.name] = metrics
     return out
 
 
-def train(config: RunConfig, *, resume: bool = False, on_step: OnStep | None = None) -> dict[str, Any]:
+def train(
+    config: RunConfig, *, resume: bool = False, on_step: OnStep | None = None
+) -> dict[str, Any]:
     """Run RL training as configured; returns the summary also written to `summary.json`."""
     t0 = time.time()
     run_dir = Path(config.log.run_dir)
@@ -163,11 +187,13 @@ def train(config: RunConfig, *, resume: bool = False, on_step: OnStep | None = N
     optimizer, scheduler = build_optimizer(config, policy)
     sampler = LocalSampler(policy, tokenizer)
     stream = TaskStream(envs, seed=config.train.seed)
-    monitor = RunMonitor(config, run_dir)
+    monitor = RunMonitor(config, scorers)
     lcfg = loss_config(config)
     settings = StepSettings(
-        micro_batch_size=config.train.micro_batch_size, minibatches=config.train.minibatches,
-        inner_epochs=config.train.inner_epochs, grad_clip=config.train.grad_clip,
+        micro_batch_size=config.train.micro_batch_size,
+        minibatches=config.train.minibatches,
+        inner_epochs=config.train.inner_epochs,
+        grad_clip=config.train.grad_clip,
         temperature=config.rollout.temperature or 1.0,
     )
     store = RunStore.open(run_dir)
@@ -193,32 +219,54 @@ def train(config: RunConfig, *, resume: bool = False, on_step: OnStep | None = N
         )
         t_sample = time.time() - ts
         seen = shape_rewards(config, seen)
-        report = monitor.observe(step, seen, heldout)
         groups = [seen[i] for i in kept]
-        metrics = {**sampling, **step_metrics(seen), **report.metrics}
+        metrics = {**sampling, **step_metrics(seen), **judge_metrics(scorers)}
         advantages = advantages_of(config, groups) if groups else []
         if any(a not in (None, 0.0) for row in advantages for a in row):
-            batch = pack(groups, advantages, mask_truncated=config.algorithm.mask_truncated,
-                         pad_id=tokenizer.pad_token_id or 0)
+            batch = pack(
+                groups,
+                advantages,
+                mask_truncated=config.algorithm.mask_truncated,
+                pad_id=tokenizer.pad_token_id or 0,
+            )
             metrics.update(train_on_batch(policy, batch, lcfg, optimizer, settings))
         else:  # nothing informative this step: no update (the LR schedule still advances)
             metrics["train/skipped"] = 1.0
         scheduler.step()
         asyncio.run(sampler.sync(policy))
-        metrics.update({"time/sample": t_sample, "time/step": time.time() - ts,
-                        "lr": scheduler.get_last_lr()[0]})
-        if config.eval.every and (step + 1) % config.eval.every == 0 and step + 1 < config.train.steps:
+        report = monitor.observe(step, seen, heldout, metrics)
+        metrics.update(report.metrics)
+        metrics.update(
+            {
+                "time/sample": t_sample,
+                "time/step": time.time() - ts,
+                "lr": scheduler.get_last_lr()[0],
+            }
+        )
+        if (
+            config.eval.every
+            and (step + 1) % config.eval.every == 0
+            and step + 1 < config.train.steps
+        ):
             for env_name, m in run_eval(config, policy, tokenizer, envs, store, step + 1).items():
-                metrics.update({f"eval/{env_name}/{k}": v for k, v in m.items() if isinstance(v, float)})
+                metrics.update(
+                    {f"eval/{env_name}/{k}": v for k, v in m.items() if isinstance(v, float)}
+                )
         adv_by_seen = dict(zip(kept, advantages))
         adv_seen = [adv_by_seen.get(i, [None] * len(g.trajectories)) for i, g in enumerate(seen)]
         store.log_step(step, metrics, seen, adv_seen, report.alerts, report.flagged)
         if on_step is not None:
             on_step(step, metrics)
         if report.stop or (step + 1) % config.train.checkpoint_every == 0 or report.checkpoint:
-            state = TrainerState(step + 1, optimizer.state_dict(), scheduler.state_dict(),
-                                 rng_state(), dict(stream.cursor), monitor.state_dict(),
-                                 {"before": before})
+            state = TrainerState(
+                step + 1,
+                optimizer.state_dict(),
+                scheduler.state_dict(),
+                rng_state(),
+                dict(stream.cursor),
+                monitor.state_dict(),
+                {"before": before},
+            )
             save_checkpoint(run_dir, policy, state, keep=config.train.keep_checkpoints)
         if report.stop:
             break

@@ -9,12 +9,13 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from burnish.algorithms import LossConfig
-from burnish.config import RunConfig
+from burnish.config import JudgeEntry, RunConfig
 from burnish.envs import load_env
 from burnish.models import attach_lora, load_model, set_threads
 from burnish.scoring import EnvScorer, ScorerSpec
@@ -70,19 +71,66 @@ def loss_config(config: RunConfig) -> LossConfig:
 def build_scorers(config: RunConfig, env) -> list[ScorerSpec]:
     """The environment's programmatic score plus the configured judges."""
     specs = [ScorerSpec(EnvScorer(env), weight=config.env_score.weight, role=config.env_score.role)]
-    if config.judges:
-        from burnish.judges import judge_from_config
-
-        for entry in config.judges:
-            specs.append(
-                ScorerSpec(judge_from_config(entry, run_dir=config.log.run_dir), entry.weight, entry.role)
-            )
+    for entry in config.judges:
+        specs.append(ScorerSpec(build_judge(entry, config.log.run_dir), entry.weight, entry.role))
     if not any(s.role == "reward" for s in specs):
         raise ValueError(
             "no scorer has role 'reward': set env_score.role = 'reward' or add a judge with "
             "role = 'reward'"
         )
     return specs
+
+
+def build_judge(entry: JudgeEntry, run_dir: str):
+    """A RubricJudge or GroupJudge from a `[[judges]]` entry; cached in the run directory."""
+    from burnish.judges import (
+        GroupJudge,
+        JudgeCache,
+        JudgeConfig,
+        RubricJudge,
+        builtin_rubric,
+        load_rubric,
+    )
+
+    rubric = None
+    if entry.rubric is not None:
+        is_file = entry.rubric.endswith(".toml") or Path(entry.rubric).exists()
+        rubric = load_rubric(entry.rubric) if is_file else builtin_rubric(entry.rubric)
+    jc = JudgeConfig(
+        base_url=entry.base_url,
+        model=entry.model,
+        api_key_env=entry.api_key_env,
+        temperature=entry.temperature,
+        timeout_s=entry.timeout,
+        max_concurrency=entry.max_concurrency,
+        requests_per_minute=entry.requests_per_minute,
+        price_per_1k_prompt_tokens=entry.price_per_1k_tokens,
+        price_per_1k_completion_tokens=entry.price_per_1k_tokens,
+    )
+    cache = JudgeCache(Path(run_dir) / "judge_cache.db") if entry.cache else None
+    if entry.kind == "rubric":
+        if rubric is None:
+            raise ValueError(
+                f"judge {entry.name!r}: a rubric judge needs `rubric` (a TOML path or built-in name)"
+            )
+        return RubricJudge(rubric, jc, cache=cache, name=entry.name, view=entry.view, seed=0)
+    return GroupJudge(jc, rubric=rubric, cache=cache, name=entry.name, view=entry.view, seed=0)
+
+
+def judge_metrics(scorers: dict[str, list[ScorerSpec]]) -> dict[str, float]:
+    """Judge calls, tokens, cost, unscorable and cache-hit rates since the last call, per judge."""
+    out: dict[str, float] = {}
+    seen = set()
+    for specs in scorers.values():
+        for spec in specs:
+            judge = spec.scorer
+            if id(judge) in seen or not hasattr(judge, "metrics"):
+                continue
+            seen.add(id(judge))
+            for k, v in judge.metrics().items():
+                out[f"{k}/{judge.name}" if k.startswith("judge/") else k] = float(v)
+            judge.reset_metrics()
+    return out
 
 
 def build_optimizer(config: RunConfig, policy) -> tuple[torch.optim.Optimizer, Any]:

@@ -93,7 +93,11 @@ def train_on_batch(
         )
     if loss_config.kl_coef > 0:
         ref_logp_B_T, _ = _no_grad_pass(policy, batch, settings, reference=True, with_entropy=False)
-    threshold = entropy_gate_threshold(ent_B_T, batch.mask_B_T, loss_config.entropy_gate_quantile) if gate else None
+    threshold = (
+        entropy_gate_threshold(ent_B_T, batch.mask_B_T, loss_config.entropy_gate_quantile)
+        if gate
+        else None
+    )
 
     params = [p for p in policy.parameters() if p.requires_grad]
     sums: dict[str, float] = defaultdict(float)
