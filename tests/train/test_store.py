@@ -13,7 +13,7 @@ def _group(step_tag: str, rewards):
         info={"k": 1},
     )
     trajs, scores = [], []
-    for i, r in enumerate(rewards):
+    for r in rewards:
         text = str(4 if r else 5)
         trajs.append(
             Trajectory(

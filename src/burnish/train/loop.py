@@ -28,7 +28,9 @@ import torch
 from burnish.algorithms import group_advantages, keep_informative_groups, soft_overlong_penalty
 from burnish.config import RunConfig, save_config
 from burnish.eval import evaluate
-from burnish.rollout import LocalSampler, SamplingParams, pack, run_episodes
+from burnish.rollout import LocalSampler, SamplingParams
+from burnish.rollout.episode import run_episodes
+from burnish.rollout.pack import pack
 from burnish.scoring import score_group
 from burnish.store import RunStore
 from burnish.train.checkpoint import (
@@ -90,6 +92,11 @@ async def collect_groups(
             concurrency=r.concurrency,
             **_budget(config),
         )
+        if trajs and all(t.error is not None for t in trajs):
+            raise RuntimeError(
+                f"every episode of step {step} failed in its environment; the first error: "
+                f"{trajs[0].error}"
+            )
         for i, (env, task) in enumerate(draws):
             group_trajs = tuple(trajs[i * r.group_size : (i + 1) * r.group_size])
             gs = await score_group(scorers[env.name], task, group_trajs)
@@ -230,9 +237,9 @@ def train(
                 pad_id=tokenizer.pad_token_id or 0,
             )
             metrics.update(train_on_batch(policy, batch, lcfg, optimizer, settings))
-        else:  # nothing informative this step: no update (the LR schedule still advances)
+            scheduler.step()
+        else:  # nothing informative this step: no update
             metrics["train/skipped"] = 1.0
-        scheduler.step()
         asyncio.run(sampler.sync(policy))
         report = monitor.observe(step, seen, heldout, metrics)
         metrics.update(report.metrics)

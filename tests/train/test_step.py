@@ -1,0 +1,62 @@
+"""Behaviour lock: the update does not depend on the micro-batch size (normalisers are per step)."""
+
+import copy
+
+import pytest
+import torch
+
+from burnish.algorithms import LossConfig
+from burnish.models import attach_lora, tiny_model
+from burnish.rollout.pack import pack
+from burnish.train.step import StepSettings, train_on_batch
+from burnish.types import Group, Message, Score, Segment, StopReason, Task, Trajectory
+
+
+def _batch(vocab: int):
+    g = torch.Generator().manual_seed(0)
+    task = Task(id="t", prompt=(Message("user", "x"),))
+    groups, advs = [], []
+    for _ in range(2):
+        trajs = []
+        for _ in range(4):
+            n_prompt = int(torch.randint(2, 5, (1,), generator=g))
+            n_out = int(torch.randint(1, 6, (1,), generator=g))
+            toks = torch.randint(10, vocab, (n_prompt + n_out,), generator=g).tolist()
+            segs = (
+                Segment(tuple(toks[:n_prompt]), False),
+                Segment(tuple(toks[n_prompt:]), True, tuple([-1.0] * n_out)),
+            )
+            trajs.append(Trajectory(task, segs, task.prompt, StopReason.DONE))
+        groups.append(Group(task, tuple(trajs), tuple(Score(0.0) for _ in trajs)))
+        advs.append(torch.randn(4, generator=g).tolist())
+    return pack(groups, advs)
+
+
+@pytest.mark.parametrize("loss", ["grpo", "dapo", "dr_grpo", "cispo", "gspo"])
+def test_update_is_micro_batch_invariant(loss):
+    base, tok = tiny_model("llama", hidden_size=32, num_layers=1, num_heads=2)
+    policy = attach_lora(base, rank=4, alpha=8)
+    batch = _batch(len(tok))
+    cfg = LossConfig(name=loss, kl_coef=0.05, max_completion_len=8)
+    results = []
+    for micro in (1, 3, 8):
+        p = copy.deepcopy(policy)
+        opt = torch.optim.SGD([q for q in p.parameters() if q.requires_grad], lr=1.0)
+        train_on_batch(p, batch, cfg, opt, StepSettings(micro_batch_size=micro, grad_clip=None))
+        results.append({k: v.detach().clone() for k, v in p.named_parameters() if v.requires_grad})
+    for other in results[1:]:
+        for k, v in results[0].items():
+            torch.testing.assert_close(other[k], v, rtol=1e-5, atol=1e-6)
+    changed = [k for k, v in results[0].items() if "lora_B" in k and v.abs().sum() > 0]
+    assert changed, "the update changed no adapter weight"
+
+
+def test_off_policy_epochs_use_a_fixed_old_policy():
+    base, tok = tiny_model("llama", hidden_size=32, num_layers=1, num_heads=2)
+    policy = attach_lora(base, rank=4, alpha=8)
+    batch = _batch(len(tok))
+    opt = torch.optim.SGD([q for q in policy.parameters() if q.requires_grad], lr=0.5)
+    m = train_on_batch(policy, batch, LossConfig(name="grpo"), opt,
+                       StepSettings(micro_batch_size=4, inner_epochs=2, minibatches=2))
+    assert m["train/optimizer_steps"] == 4.0
+    assert m["ratio/max"] > 1.0  # later updates are off-policy: ratios move away from 1
