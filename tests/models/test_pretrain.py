@@ -200,7 +200,9 @@ def test_card_arithmetic_numbers_reproduce():
 
     from burnish.cli import app
 
-    command = re.search(r"burnish (eval --model burnish-tiny --env arithmetic [^`\n]*)", CARD.read_text())
+    command = re.search(
+        r"burnish (eval --model burnish-tiny --env arithmetic [^`\n]*)", CARD.read_text()
+    )
     assert command is not None, "the card names no arithmetic eval command"
     result = CliRunner().invoke(app, command.group(1).split())
     assert result.exit_code == 0, result.output

@@ -47,7 +47,9 @@ def test_sigkill_then_resume(tiny_dir, tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert not (run / "summary.json").exists()
 
-    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = _steps(run)
     assert [s for s, _, _ in after] == list(range(12))

@@ -56,7 +56,12 @@ def test_off_policy_epochs_use_a_fixed_old_policy():
     policy = attach_lora(base, rank=4, alpha=8)
     batch = _batch(len(tok))
     opt = torch.optim.SGD([q for q in policy.parameters() if q.requires_grad], lr=0.5)
-    m = train_on_batch(policy, batch, LossConfig(name="grpo"), opt,
-                       StepSettings(micro_batch_size=4, inner_epochs=2, minibatches=2))
+    m = train_on_batch(
+        policy,
+        batch,
+        LossConfig(name="grpo"),
+        opt,
+        StepSettings(micro_batch_size=4, inner_epochs=2, minibatches=2),
+    )
     assert m["train/optimizer_steps"] == 4.0
     assert m["ratio/max"] > 1.0  # later updates are off-policy: ratios move away from 1

@@ -34,10 +34,10 @@ Mistake = Callable[[Any, Task, Sequence[Message], Message, random.Random], Messa
 """`(env, task, messages, gold, rng) -> wrong message` (never equal to `gold` when avoidable)."""
 
 DEFAULT_P: dict[str, float] = {
-    "arithmetic": 0.5,
-    "reverse": 0.6,
+    "arithmetic": 0.6,
+    "reverse": 0.7,
     "guess-number": 0.8,
-    "calculator": 0.75,
+    "calculator": 0.8,
     "keywords": 0.6,
 }
 """Probability of following the gold teacher at each assistant turn, per environment."""

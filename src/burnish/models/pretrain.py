@@ -49,11 +49,11 @@ __all__ = [
 ]
 
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "arithmetic": 0.4,
-    "reverse": 0.15,
-    "guess-number": 0.15,
-    "calculator": 0.15,
-    "keywords": 0.15,
+    "arithmetic": 0.5,
+    "reverse": 0.2,
+    "guess-number": 0.1,
+    "calculator": 0.1,
+    "keywords": 0.1,
 }
 """Share of each built-in environment in the pretraining mixture."""
 

@@ -52,6 +52,7 @@ from burnish.train.setup import (
     judge_metrics,
     loss_config,
 )
+from burnish.train.sinks import build_sinks
 from burnish.train.step import StepSettings, train_on_batch
 from burnish.types import Group, Score
 
@@ -204,6 +205,7 @@ def train(
         temperature=config.rollout.temperature or 1.0,
     )
     store = RunStore.open(run_dir)
+    sinks = build_sinks(config)
 
     start, before = 0, None
     checkpoints = list_checkpoints(run_dir) if resume else []
@@ -262,6 +264,8 @@ def train(
         adv_by_seen = dict(zip(kept, advantages))
         adv_seen = [adv_by_seen.get(i, [None] * len(g.trajectories)) for i, g in enumerate(seen)]
         store.log_step(step, metrics, seen, adv_seen, report.alerts, report.flagged)
+        for sink in sinks:
+            sink.log(step, metrics)
         if on_step is not None:
             on_step(step, metrics)
         if report.stop or (step + 1) % config.train.checkpoint_every == 0 or report.checkpoint:
@@ -293,6 +297,8 @@ def train(
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     store.close()
+    for sink in sinks:
+        sink.close()
     return summary
 
 
