@@ -77,8 +77,9 @@ def combine(parts: Sequence[tuple[ScorerSpec, Score]]) -> Score:
     """Combine the scores of one rollout from several scorers into one reward.
 
     The total is the weighted sum of the `reward` scorers' values; None if any of them is None.
-    Components keep each scorer's own components (prefixed by the scorer name unless it is the
-    environment) and each scorer's value under its name.
+    Components keep each scorer's own components (prefixed by the scorer name, unless it is the
+    environment or the component already carries the prefix) and each scorer's value under its
+    name.
     """
     components: dict[str, float] = {}
     info: dict[str, object] = {}
@@ -87,7 +88,8 @@ def combine(parts: Sequence[tuple[ScorerSpec, Score]]) -> Score:
         name = spec.scorer.name
         prefix = "" if name == "env" else f"{name}/"
         for k, v in score.components.items():
-            components[f"{prefix}{k}"] = float(v)
+            key = k if not prefix or k.startswith(prefix) else f"{prefix}{k}"
+            components[key] = float(v)
         if score.value is not None and name != "env":
             components[name] = float(score.value)
         if score.info:
