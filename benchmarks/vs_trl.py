@@ -30,6 +30,7 @@ def burnish_run(args, run_dir: str) -> dict:
     cfg = load_config(
         None,
         [
+            f"model.name='{args.model}'",
             f"model.threads={args.threads}",
             "env.name='arithmetic'",
             "env.max_turns=1",
@@ -77,7 +78,7 @@ def trl_run(args, out_dir: str) -> dict:
     from burnish.envs.builtin.arithmetic import parse_integer
     from burnish.eval import evaluate
     from burnish.models import load_model
-    from burnish.models.lora import default_target_modules
+    from burnish.models.lora import DEFAULT_TARGET_MODULES
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -94,7 +95,7 @@ def trl_run(args, out_dir: str) -> dict:
     def correct(completions, answer, **_):
         return [float(parse_integer(c[0]["content"]) == a) for c, a in zip(completions, answer)]
 
-    model, tok = load_model("burnish-tiny")
+    model, tok = load_model(args.model)
     config = GRPOConfig(
         output_dir=out_dir,
         per_device_train_batch_size=args.prompts * args.group,
@@ -122,7 +123,7 @@ def trl_run(args, out_dir: str) -> dict:
         r=16,
         lora_alpha=32,
         lora_dropout=0.0,
-        target_modules=default_target_modules(model),
+        target_modules=list(DEFAULT_TARGET_MODULES[model.config.model_type]),
         task_type="CAUSAL_LM",
     )
     trainer = GRPOTrainer(
@@ -170,6 +171,7 @@ def _smooth(xs: list[float], k: int = 5) -> list[float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="burnish-tiny")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--group", type=int, default=8)

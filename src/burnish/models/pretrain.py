@@ -66,7 +66,7 @@ class PretrainConfig:
     """Everything that decides the pretrained weights (besides the seed)."""
 
     # --- model ---
-    hidden_size: int = 128
+    hidden_size: int = 96
     """Model width."""
     num_layers: int = 4
     """Transformer blocks."""
@@ -80,11 +80,11 @@ class PretrainConfig:
     p: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_P))
     """Per-turn probability that the teacher of each environment is right."""
     # --- optimisation ---
-    steps: int = 1500
+    steps: int = 3000
     """Optimizer steps."""
-    batch_size: int = 64
+    batch_size: int = 32
     """Transcripts per step."""
-    chunks: int = 4
+    chunks: int = 2
     """Micro-batches per step, cut from the step's transcripts sorted by length."""
     lr: float = 3e-3
     """Peak AdamW learning rate (linear warmup, cosine decay to 10%)."""
