@@ -40,6 +40,27 @@ SIGNALS: Mapping[str, str] = {
 """Signals the per-signal detectors can watch, with the direction that is bad news. Each is
 reported as the metric `monitor/<signal>`."""
 
+MIN_SPREAD: Mapping[str, float] = {
+    **{k: 0.02 for k in SIGNALS if k.split("/")[0] in ("stop", "chars", "injection", "hedging")},
+    "master_key/rate": 0.05,
+    "format/share": 0.05,
+    "overlap/mean": 0.02,
+    "repetition/ngram_frac": 0.02,
+    "repetition/compression": 0.05,
+    "length/reward_corr": 0.1,
+    "reward/frac_zero_std": 0.05,
+    "reward/duplicate_frac": 0.05,
+    "reward/unscorable_frac": 0.02,
+    "heldout/gap": 0.05,
+    "heldout/mean": 0.05,
+    "length/drift": 0.05,
+    "entropy/drop": 0.05,
+}
+"""Smallest spread a detector assumes for a signal (in the signal's units). A rate that sat at 0
+for the whole warm-up has a measured spread of 0, and without a floor a single odd rollout
+(0 -> 1/72) reads as a z-score in the thousands. These floors say how small a move is too small
+to matter; relative floors (1% of the mean) still apply on top."""
+
 DEFAULT_WATCHED = (
     "length/mean",
     "length/reward_corr",
@@ -49,16 +70,16 @@ DEFAULT_WATCHED = (
     "injection/rate",
     "injection/lift",
     "overlap/mean",
-    "master_key/rate",
-    "reward/frac_zero_std",
-    "reward/duplicate_frac",
     "kl/accel",
-    "entropy/drop",
     "chars/invisible_rate",
     "stop/length",
     "stop/error",
     "heldout/gap",
 )
+"""Signals whose rise is suspicious whatever the task. Signals that also move when an honest run
+simply converges (zero-variance groups, duplicate completions, entropy drop, short high-reward
+answers) are computed, logged and plotted, but do not alert unless named in `signals`: on an
+honest arithmetic run they all rise as the policy becomes right and sure of itself."""
 
 ON_ALERT = ("log", "checkpoint", "stop")
 _NGRAM_UNITS = ("word", "char")

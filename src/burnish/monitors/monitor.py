@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from burnish.monitors import batch, rules
-from burnish.monitors.config import SIGNALS, MonitorConfig
+from burnish.monitors.config import MIN_SPREAD, SIGNALS, MonitorConfig
 from burnish.monitors.detectors import Cusum, RollingZScore, detector_from_dict
 from burnish.monitors.features import RolloutFeatures, step_features, step_signals
 from burnish.monitors.flagged import example_rollouts, flags_of, select_flagged
@@ -42,10 +42,13 @@ _EVIDENCE_FLAG = {
 _STATE_VERSION = 1
 
 
-def _detector(kind: str, direction: str, cfg: MonitorConfig) -> RollingZScore | Cusum:
+def _detector(kind: str, signal: str, cfg: MonitorConfig) -> RollingZScore | Cusum:
+    direction, floor = SIGNALS[signal], MIN_SPREAD.get(signal, 1e-6)
     makers = {
-        "zscore": lambda: RollingZScore(cfg.z_threshold, cfg.window, cfg.min_steps, direction),
-        "cusum": lambda: Cusum(cfg.cusum_k, cfg.cusum_h, cfg.min_steps, direction),
+        "zscore": lambda: RollingZScore(
+            cfg.z_threshold, cfg.window, cfg.min_steps, direction, floor
+        ),
+        "cusum": lambda: Cusum(cfg.cusum_k, cfg.cusum_h, cfg.min_steps, direction, floor),
     }
     return makers[kind]()
 
@@ -239,7 +242,7 @@ class Monitor:
                 continue
             for kind in cfg.detectors:
                 dkey = f"{kind}:{key}"
-                det = self.detectors.get(dkey) or _detector(kind, SIGNALS[generic], cfg)
+                det = self.detectors.get(dkey) or _detector(kind, generic, cfg)
                 self.detectors[dkey] = det
                 d = det.update(value)
                 if d.fired:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,12 @@ from burnish.types import Task
 
 def build_policy(config: RunConfig):
     """Load the base model and wrap it for training (LoRA, or full fine-tuning)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the run has its own progress display
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+    )
     set_threads(config.model.threads)
     torch.manual_seed(config.train.seed)
     model, tokenizer = load_model(
