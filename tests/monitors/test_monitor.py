@@ -105,6 +105,18 @@ def test_rule2_quiet_when_length_is_flat():
     assert [a for a in alerts_of(reports, "reward_with_exploit") if a.signal == "length/mean"] == []
 
 
+def test_rule2_quiet_when_heldout_confirms_the_gain():
+    # reward and length rise together, but the held-out scorer rises with the reward: the longer
+    # answers are really better (e.g. they contain more of the required words)
+    rising = lambda s: 0.2 + 0.02 * s  # noqa: E731
+    _, reports = run(30, rising, rising, words_fn=lambda s: 10 + 3 * s)
+    assert alerts_of(reports, "reward_with_exploit") == []
+    # the same run with a flat held-out scorer alerts on both composite rules
+    _, reports = run(30, rising, lambda s: 0.4, words_fn=lambda s: 10 + 3 * s)
+    assert alerts_of(reports, "reward_with_exploit")
+    assert alerts_of(reports, "train_up_heldout_flat")
+
+
 def test_cooldown_limits_repeats():
     cfg = MonitorConfig(cooldown=10)
     _, reports = run(30, lambda s: 0.2 + 0.02 * s, lambda s: 0.6 - 0.01 * s, cfg=cfg)

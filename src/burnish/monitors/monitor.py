@@ -289,6 +289,8 @@ class Monitor:
                         top,
                     ),
                 )
+        if heldout and all(self._heldout_confirms(name) for name in heldout):
+            return alerts  # rule 2 is moot while every held-out scorer rises with the reward
         for sig_name in cfg.exploit_signals:
             r = rules.reward_with_exploit(
                 self._points("reward/mean", cfg.window),
@@ -313,6 +315,20 @@ class Monitor:
                     ),
                 )
         return alerts
+
+    def _heldout_confirms(self, name: str) -> bool:
+        """Whether held-out scorer `name` rose with the train reward over the window (by more than
+        `heldout_flat_frac` of the train reward's rise): the gain is real, not only the proxy's."""
+        cfg = self.config
+        steps, tr, ho = batch.aligned_pairs(
+            self._points(f"heldout/{name}/train_mean", cfg.window),
+            self._points(f"heldout/{name}/mean", cfg.window),
+        )
+        if len(tr) < cfg.min_steps:
+            return False
+        d_train = batch.change_over_window(list(zip(steps, tr)))
+        d_held = batch.change_over_window(list(zip(steps, ho)))
+        return d_train > 0 and d_held > cfg.heldout_flat_frac * d_train
 
     # ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
