@@ -73,6 +73,17 @@ def test_evaluate_multi_turn_teacher_is_perfect():
     result = evaluate(None, TOK, env, samples=2, n_tasks=10, sampler=sampler)
     assert result.pass_at_1 == 1.0 and result.mean_reward == 1.0
     assert result.mean_turns > 1.0 and not math.isnan(result.pass_at[2])
+    assert result.components["won"] == 1.0
+    assert result.components["turns"] == result.mean_turns
+
+
+def test_evaluate_reports_component_means():
+    env = load_env("calculator")
+    tasks = list(islice(env.tasks("test", 0), 6))
+    sampler = ScriptedSampler(TOK, teacher_policy(env, tasks))
+    result = evaluate(None, TOK, env, samples=2, n_tasks=6, sampler=sampler)
+    assert result.components["used_tool"] == 1.0 and result.components["correct"] == 1.0
+    assert result.to_dict()["components"]["tool_calls"] == 1.0
 
 
 runner = CliRunner()

@@ -48,6 +48,8 @@ class EvalResult:
     """Episodes left out: environment errors and unscorable trajectories."""
     stop_reasons: dict[str, int] = field(default_factory=dict)
     max_reward: float = 1.0
+    components: dict[str, float] = field(default_factory=dict)
+    """Mean of each score component over the scored episodes (e.g. won, used_tool, coverage)."""
 
     @property
     def pass_at_1(self) -> float:
@@ -72,17 +74,19 @@ def summarize(env: Any, trajectories: Sequence[Trajectory], samples: int, split:
     max_reward = float(getattr(env, "max_reward", 1.0))
     rewards, turns, tokens, correct_P, valid_P = [], [], [], [], []
     stops: dict[str, int] = {}
+    comps: dict[str, list[float]] = {}
     errors = 0
     for start in range(0, len(trajectories), samples):
         passed = valid = 0
         for traj in trajectories[start : start + samples]:
             stops[traj.stop_reason.value] = stops.get(traj.stop_reason.value, 0) + 1
-            value = (
-                None if traj.stop_reason == StopReason.ERROR else env.score(traj.task, traj).value
-            )
+            score = None if traj.stop_reason == StopReason.ERROR else env.score(traj.task, traj)
+            value = None if score is None else score.value
             if value is None:
                 errors += 1
                 continue
+            for k, v in score.components.items():
+                comps.setdefault(k, []).append(float(v))
             valid += 1
             passed += abs(value - max_reward) <= 1e-9
             rewards.append(value)
@@ -111,6 +115,7 @@ def summarize(env: Any, trajectories: Sequence[Trajectory], samples: int, split:
         errors=errors,
         stop_reasons=stops,
         max_reward=max_reward,
+        components={k: sum(v) / len(v) for k, v in comps.items()},
     )
 
 

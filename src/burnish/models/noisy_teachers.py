@@ -34,8 +34,8 @@ Mistake = Callable[[Any, Task, Sequence[Message], Message, random.Random], Messa
 """`(env, task, messages, gold, rng) -> wrong message` (never equal to `gold` when avoidable)."""
 
 DEFAULT_P: dict[str, float] = {
-    "arithmetic": 0.6,
-    "reverse": 0.7,
+    "arithmetic": 0.65,
+    "reverse": 0.8,
     "guess-number": 0.8,
     "calculator": 0.8,
     "keywords": 0.6,

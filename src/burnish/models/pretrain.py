@@ -49,11 +49,11 @@ __all__ = [
 ]
 
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "arithmetic": 0.5,
-    "reverse": 0.2,
-    "guess-number": 0.1,
-    "calculator": 0.1,
-    "keywords": 0.1,
+    "arithmetic": 0.6,
+    "reverse": 0.25,
+    "guess-number": 0.05,
+    "calculator": 0.05,
+    "keywords": 0.05,
 }
 """Share of each built-in environment in the pretraining mixture."""
 
