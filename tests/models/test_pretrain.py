@@ -220,3 +220,18 @@ def test_card_exists_with_the_recipe():
     for name, p in DEFAULT_P.items():
         assert name in text and str(p) in text
     assert Path(tiny_model_dir() / "pretrain.json").is_file()
+
+
+def test_cli_tiny_pretrain_writes_a_loadable_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from burnish.cli import app
+
+    out = tmp_path / "tiny"
+    result = CliRunner().invoke(app, ["tiny", "pretrain", "--out", str(out), "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert "616,608 parameters" in result.output
+    record = json.loads((out / "pretrain.json").read_text())
+    assert record["recipe"]["steps"] == 2
+    model, _ = load_model(out)
+    assert sum(p.numel() for p in model.parameters()) == 616_608
