@@ -1,6 +1,7 @@
 """Behaviour lock: the update does not depend on the micro-batch size (normalisers are per step)."""
 
 import copy
+import itertools
 
 import pytest
 import torch
@@ -12,16 +13,20 @@ from burnish.train.step import StepSettings, train_on_batch
 from burnish.types import Group, Message, Score, Segment, StopReason, Task, Trajectory
 
 
-def _batch(vocab: int):
+def _batch(vocab: int, shared_prompt: bool = False):
+    """Two groups of 4; with `shared_prompt` the rows of a group start with the same prompt."""
     g = torch.Generator().manual_seed(0)
     task = Task(id="t", prompt=(Message("user", "x"),))
     groups, advs = [], []
     for _ in range(2):
         trajs = []
+        prompt = torch.randint(10, vocab, (4,), generator=g).tolist() if shared_prompt else []
         for _ in range(4):
             n_prompt = int(torch.randint(2, 5, (1,), generator=g))
             n_out = int(torch.randint(1, 6, (1,), generator=g))
             toks = torch.randint(10, vocab, (n_prompt + n_out,), generator=g).tolist()
+            if shared_prompt:
+                n_prompt, toks = 4, prompt + toks[n_prompt:]
             segs = (
                 Segment(tuple(toks[:n_prompt]), False),
                 Segment(tuple(toks[n_prompt:]), True, tuple([-1.0] * n_out)),
@@ -32,17 +37,20 @@ def _batch(vocab: int):
     return pack(groups, advs)
 
 
+@pytest.mark.parametrize("shared_prompt", [False, True])
 @pytest.mark.parametrize("loss", ["grpo", "dapo", "dr_grpo", "cispo", "gspo"])
-def test_update_is_micro_batch_invariant(loss):
+def test_update_is_micro_batch_invariant(loss, shared_prompt):
+    """Also locks that the shared-prefix forward and the plain forward give the same update."""
     base, tok = tiny_model("llama", hidden_size=32, num_layers=1, num_heads=2)
     policy = attach_lora(base, rank=4, alpha=8)
-    batch = _batch(len(tok))
+    batch = _batch(len(tok), shared_prompt=shared_prompt)
     cfg = LossConfig(name=loss, kl_coef=0.05, max_completion_len=8)
     results = []
-    for micro in (1, 3, 8):
+    for micro, shared_prefix in itertools.product((1, 3, 8), (True, False)):
         p = copy.deepcopy(policy)
         opt = torch.optim.SGD([q for q in p.parameters() if q.requires_grad], lr=1.0)
-        train_on_batch(p, batch, cfg, opt, StepSettings(micro_batch_size=micro, grad_clip=None))
+        settings = StepSettings(micro_batch_size=micro, grad_clip=None, shared_prefix=shared_prefix)
+        train_on_batch(p, batch, cfg, opt, settings)
         results.append({k: v.detach().clone() for k, v in p.named_parameters() if v.requires_grad})
     for other in results[1:]:
         for k, v in results[0].items():

@@ -25,6 +25,7 @@ import torch
 
 from burnish.algorithms import LossConfig, entropy_gate_threshold, policy_loss
 from burnish.models import reference_mode, sequence_logprobs
+from burnish.train.prefix import prompt_lengths, shared_prefix_logprobs
 from burnish.types import TrainBatch
 
 
@@ -36,6 +37,9 @@ class StepSettings:
     grad_clip: float | None = 1.0
     temperature: float = 1.0
     """Sampling temperature: log-probs and entropies use logits / temperature."""
+    shared_prefix: bool = True
+    """Run the prompt that a micro-batch's rows share once per group instead of once per row
+    (`burnish.train.prefix`); same log-probs and gradients up to float rounding."""
 
 
 def _micro_batches(rows: torch.Tensor, lengths_B: torch.Tensor, size: int) -> list[torch.Tensor]:
@@ -44,10 +48,19 @@ def _micro_batches(rows: torch.Tensor, lengths_B: torch.Tensor, size: int) -> li
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
-def _forward(policy, batch: TrainBatch, idx: torch.Tensor, temperature: float, with_entropy: bool):
+def _forward(
+    policy, batch: TrainBatch, idx: torch.Tensor, settings: StepSettings, with_entropy: bool
+):
     T = int(batch.lengths_B[idx].max())
-    tokens = batch.tokens_B_T[idx, :T]
-    attn = (torch.arange(T)[None, :] < batch.lengths_B[idx][:, None]).long()
+    tokens, lengths = batch.tokens_B_T[idx, :T], batch.lengths_B[idx]
+    temperature = settings.temperature
+    if settings.shared_prefix:
+        share = prompt_lengths(batch.mask_B_T[idx, :T], lengths)
+        logp, ent = shared_prefix_logprobs(
+            policy, tokens, lengths, share, temperature=temperature, with_entropy=with_entropy
+        )
+        return logp, ent, T
+    attn = (torch.arange(T)[None, :] < lengths[:, None]).long()
     logp, ent = sequence_logprobs(
         policy, tokens, attention_mask_B_T=attn, temperature=temperature, with_entropy=with_entropy
     )
@@ -63,7 +76,7 @@ def _no_grad_pass(policy, batch, settings, *, reference: bool, with_entropy: boo
     ctx = reference_mode(policy) if reference else contextlib.nullcontext()
     with ctx:
         for idx in _micro_batches(torch.arange(B), batch.lengths_B, settings.micro_batch_size):
-            logp, ent, t = _forward(policy, batch, idx, settings.temperature, with_entropy)
+            logp, ent, t = _forward(policy, batch, idx, settings, with_entropy)
             logp_B_T[idx, :t] = logp.float()
             if ent_B_T is not None:
                 ent_B_T[idx, :t] = ent.float()
@@ -110,7 +123,7 @@ def train_on_batch(
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for idx in _micro_batches(rows, batch.lengths_B, settings.micro_batch_size):
-                logp, ent, T = _forward(policy, batch, idx, settings.temperature, with_entropy=True)
+                logp, ent, T = _forward(policy, batch, idx, settings, with_entropy=True)
                 mask = batch.mask_B_T[idx, :T]
                 old = logp.detach() if old_logp_B_T is None else old_logp_B_T[idx, :T]
                 loss, m = policy_loss(

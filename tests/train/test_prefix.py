@@ -1,0 +1,160 @@
+"""Reference equivalence: the shared-prefix forward equals the plain forward on full rows.
+
+Behaviour lock: `shared_prefix_logprobs` must give the same log-probs, entropies and LoRA
+gradients as `sequence_logprobs`; do not loosen the tolerances without an explicit decision.
+"""
+
+import pytest
+import torch
+
+from burnish.models import attach_lora, sequence_logprobs, tiny_model
+from burnish.train.prefix import (
+    plan_shared_prefixes,
+    prompt_lengths,
+    shared_prefix_logprobs,
+    supports_shared_prefix,
+)
+
+
+def _policy(arch: str = "llama"):
+    base, tok = tiny_model(arch, hidden_size=32, num_layers=2, num_heads=2)
+    policy = attach_lora(base, rank=4, alpha=8).train()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # a non-zero adapter, so that LoRA B gets a gradient through k/v
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return policy, len(tok)
+
+
+def _rows_to_batch(rows: list[list[int]], masks: list[list[int]]):
+    B, T = len(rows), max(len(r) for r in rows)
+    tokens = torch.zeros(B, T, dtype=torch.long)
+    mask = torch.zeros(B, T)
+    for i, (r, m) in enumerate(zip(rows, masks, strict=True)):
+        tokens[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(m)] = torch.tensor(m, dtype=torch.float32)
+    lengths = torch.tensor([len(r) for r in rows])
+    return tokens, mask, lengths
+
+
+def _grpo_like_batch(vocab: int, seed: int = 0):
+    """Three groups of 4 rows sharing a prompt, one group of 1, a duplicate row, a 1-token row.
+
+    Rows are interleaved across groups, and completions of a group often start with the same
+    token (so the common prefix reaches past the prompt).
+    """
+    g = torch.Generator().manual_seed(seed)
+    rows, masks = [], []
+    prompts = [torch.randint(10, vocab, (n,), generator=g).tolist() for n in (5, 3, 7, 4)]
+    for k in range(4):
+        for p, prompt in enumerate(prompts):
+            if p == 3 and k > 0:
+                continue  # group of one
+            n_out = int(torch.randint(1, 7, (1,), generator=g))
+            out = torch.randint(10, 13, (n_out,), generator=g).tolist()  # small alphabet
+            rows.append(prompt + out)
+            masks.append([0] * len(prompt) + [1] * n_out)
+    rows.append(list(rows[0]))  # an exact duplicate: the prefix must stop one token short
+    masks.append(list(masks[0]))
+    rows.append([7])  # nothing to predict
+    masks.append([1])
+    return _rows_to_batch(rows, masks)
+
+
+def _multi_turn_batch(vocab: int, seed: int = 0):
+    """Prompt, sampled, observation, sampled: only the leading common run may be shared."""
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(10, vocab, (6,), generator=g).tolist()
+    rows, masks = [], []
+    for _ in range(5):
+        a1 = torch.randint(10, 12, (int(torch.randint(1, 4, (1,), generator=g)),), generator=g)
+        obs = torch.randint(10, vocab, (3,), generator=g).tolist()
+        a2 = torch.randint(10, vocab, (int(torch.randint(1, 5, (1,), generator=g)),), generator=g)
+        rows.append(prompt + a1.tolist() + obs + a2.tolist())
+        masks.append([0] * 6 + [1] * len(a1) + [0] * 3 + [1] * len(a2))
+    return _rows_to_batch(rows, masks)
+
+
+def _compare(policy, tokens, mask, lengths, temperature=0.7):
+    B, T = tokens.shape
+    attn = (torch.arange(T)[None, :] < lengths[:, None]).long()
+    g = torch.Generator().manual_seed(2)
+    w_lp, w_ent = torch.randn(B, T, generator=g), torch.randn(B, T, generator=g)
+    params = [p for p in policy.parameters() if p.requires_grad]
+
+    def run(fn):
+        logp, ent = fn()
+        grads = torch.autograd.grad((logp * w_lp).sum() + (ent * w_ent).sum(), params)
+        return logp.detach(), ent.detach(), grads
+
+    ref = run(
+        lambda: sequence_logprobs(
+            policy, tokens, attention_mask_B_T=attn, temperature=temperature, with_entropy=True
+        )
+    )
+    share = prompt_lengths(mask, lengths)
+    got = run(
+        lambda: shared_prefix_logprobs(
+            policy, tokens, lengths, share, temperature=temperature, with_entropy=True, chunk_size=7
+        )
+    )
+    torch.testing.assert_close(got[0], ref[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(got[1], ref[1], rtol=0, atol=1e-5)
+    assert any(float(g.abs().max()) > 1e-3 for g in ref[2]), "reference gradient is all zero"
+    for name_g, (a, b) in enumerate(zip(got[2], ref[2], strict=True)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=f"gradient {name_g} differs")
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_equals_plain_forward_on_grouped_rows(arch):
+    policy, vocab = _policy(arch)
+    assert supports_shared_prefix(policy)
+    tokens, mask, lengths = _grpo_like_batch(vocab)
+    _compare(policy, tokens, mask, lengths)
+
+
+def test_equals_plain_forward_on_multi_turn_rows():
+    policy, vocab = _policy()
+    tokens, mask, lengths = _multi_turn_batch(vocab)
+    _compare(policy, tokens, mask, lengths, temperature=1.0)
+
+
+def test_equals_plain_forward_when_nothing_is_shared():
+    policy, vocab = _policy()
+    g = torch.Generator().manual_seed(3)
+    rows = [torch.randint(10, vocab, (n,), generator=g).tolist() for n in (2, 5, 9, 4)]
+    masks = [[0] + [1] * (len(r) - 1) for r in rows]
+    tokens, mask, lengths = _rows_to_batch(rows, masks)
+    plan = plan_shared_prefixes(tokens, lengths, prompt_lengths(mask, lengths))
+    assert plan.num_prefixes == 4
+    _compare(policy, tokens, mask, lengths)
+
+
+def test_plan_groups_by_prompt_and_extends_the_common_run():
+    tokens, mask, lengths = _rows_to_batch(
+        [[1, 2, 3, 4, 5], [1, 2, 3, 4, 9, 9], [1, 2, 3, 7], [8, 2, 3, 4], [1, 2, 3, 4, 5]],
+        [[0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1, 1]],
+    )
+    share = prompt_lengths(mask, lengths)
+    assert share.tolist() == [2, 2, 2, 2, 2]
+    plan = plan_shared_prefixes(tokens, lengths, share)
+    # rows 0, 1, 2, 4 share [1, 2]; their common run is [1, 2, 3] (row 2 differs at index 3)
+    assert plan.prefix_of_R.tolist() == [0, 0, 0, 1, 0]
+    assert plan.prefix_len_U.tolist() == [3, 3]
+    # the duplicates alone would share all but their last token
+    pair = plan_shared_prefixes(tokens[[0, 4]], lengths[[0, 4]], share[[0, 4]])
+    assert pair.prefix_len_U.tolist() == [4]
+
+
+def test_no_grad_and_bad_input():
+    policy, vocab = _policy()
+    tokens, mask, lengths = _grpo_like_batch(vocab)
+    share = prompt_lengths(mask, lengths)
+    with torch.no_grad():
+        logp, ent = shared_prefix_logprobs(policy, tokens, lengths, share)
+    assert ent is None and not logp.requires_grad and logp.shape == tokens.shape
+    with pytest.raises(ValueError, match="temperature"):
+        shared_prefix_logprobs(policy, tokens, lengths, share, temperature=0.0)
+    with pytest.raises(ValueError, match="lengths_B"):
+        shared_prefix_logprobs(policy, tokens, lengths + 100, share)
