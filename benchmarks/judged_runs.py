@@ -76,15 +76,21 @@ def main() -> None:
         if not rules_path:
             sys.exit(f"expected CONFIG=RULES, got {pair!r}")
         rows.append(run_one(config_path, rules_path, args.overrides))
-    print("| config | judge rules | judge reward start -> end | held-out check start -> end "
-          "| held-out peak step | test keyword check before -> after | first alert per rule |")
+    print(
+        "| config | judge rules | judge reward start -> end | held-out check start -> end "
+        "| held-out peak step | test keyword check before -> after | first alert per rule |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        alerts = ", ".join(f"{rule} @ {s} ({sig})" for rule, (s, sig) in r["alerts"].items()) or "none"
-        print(f"| {Path(r['config']).name} | {r['rules']} | {r['judge_start']:.3f} -> "
-              f"{r['judge_end']:.3f} | {r['held_start']:.3f} -> {r['held_end']:.3f} | "
-              f"{r['held_peak_step']} | {r['test_before']:.3f} -> {r['test_after']:.3f} | "
-              f"{alerts} ({r['n_alerts']} in all) |")
+        alerts = (
+            ", ".join(f"{rule} @ {s} ({sig})" for rule, (s, sig) in r["alerts"].items()) or "none"
+        )
+        print(
+            f"| {Path(r['config']).name} | {r['rules']} | {r['judge_start']:.3f} -> "
+            f"{r['judge_end']:.3f} | {r['held_start']:.3f} -> {r['held_end']:.3f} | "
+            f"{r['held_peak_step']} | {r['test_before']:.3f} -> {r['test_after']:.3f} | "
+            f"{alerts} ({r['n_alerts']} in all) |"
+        )
 
 
 if __name__ == "__main__":

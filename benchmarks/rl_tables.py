@@ -30,24 +30,35 @@ def _run(cfg) -> dict:
 
 
 def losses(args) -> None:
-    print("| loss | test reward before | test reward after | test pass@1 before -> after "
-          "| wall s | alerts |")
+    print(
+        "| loss | test reward before | test reward after | test pass@1 before -> after "
+        "| wall s | alerts |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for loss in LOSSES:
-        cfg = load_config(ROOT / f"examples/arithmetic_{loss}.toml",
-                          [f"log.run_dir='{args.out}/{loss}'", *args.overrides])
+        cfg = load_config(
+            ROOT / f"examples/arithmetic_{loss}.toml",
+            [f"log.run_dir='{args.out}/{loss}'", *args.overrides],
+        )
         s = _run(cfg)
         b, a = s["before"], s["after"]
-        print(f"| {loss} | {b['mean_reward']:.3f} | {a['mean_reward']:.3f} | "
-              f"{b['pass@1']:.3f} -> {a['pass@1']:.3f} | {s['wall_seconds']:.0f} | "
-              f"{len(s['alerts'])} |", flush=True)
+        print(
+            f"| {loss} | {b['mean_reward']:.3f} | {a['mean_reward']:.3f} | "
+            f"{b['pass@1']:.3f} -> {a['pass@1']:.3f} | {s['wall_seconds']:.0f} | "
+            f"{len(s['alerts'])} |",
+            flush=True,
+        )
 
 
 def envs(args) -> None:
     rows = []
-    for name, keys in (("guess_number", ("won", "turns")), ("calculator", ("correct", "used_tool"))):
-        cfg = load_config(ROOT / f"examples/{name}.toml",
-                          [f"log.run_dir='{args.out}/{name}'", *args.overrides])
+    for name, keys in (
+        ("guess_number", ("won", "turns")),
+        ("calculator", ("correct", "used_tool")),
+    ):
+        cfg = load_config(
+            ROOT / f"examples/{name}.toml", [f"log.run_dir='{args.out}/{name}'", *args.overrides]
+        )
         s = _run(cfg)
         env = s["env"]
         b, a = s["per_env"]["before"][env], s["per_env"]["after"][env]
@@ -66,10 +77,20 @@ def envs(args) -> None:
 def demo(args) -> None:
     cfg = loads_config(DEMO_CONFIG, [f"log.run_dir='{args.out}/demo'", *args.overrides])
     s = _run(cfg)
-    print(json.dumps({"before": s["before"], "after": s["after"], "wall_seconds": s["wall_seconds"],
-                      "alerts": len(s["alerts"])}))
-    print(f"demo: test pass@1 {s['before']['pass@1']:.3f} -> {s['after']['pass@1']:.3f} "
-          f"(+{s['after']['pass@1'] - s['before']['pass@1']:.3f}) in {s['wall_seconds']:.0f} s")
+    print(
+        json.dumps(
+            {
+                "before": s["before"],
+                "after": s["after"],
+                "wall_seconds": s["wall_seconds"],
+                "alerts": len(s["alerts"]),
+            }
+        )
+    )
+    print(
+        f"demo: test pass@1 {s['before']['pass@1']:.3f} -> {s['after']['pass@1']:.3f} "
+        f"(+{s['after']['pass@1'] - s['before']['pass@1']:.3f}) in {s['wall_seconds']:.0f} s"
+    )
 
 
 def main() -> None:
