@@ -119,3 +119,37 @@ def test_env_that_always_raises_stops_with_its_error(tiny_dir, tmp_path):
     cfg = load_config(None, run_overrides(tiny_dir, tmp_path / "r", "env.name='test_loop:BROKEN'"))
     with pytest.raises(RuntimeError, match="failed.*backend unavailable"):
         train(cfg)
+
+
+class _Gullible(_Broken):
+    """An environment whose scorer pays for anything (so canary probes catch it)."""
+
+    name = "gullible"
+
+    async def reset(self, task):
+        return await self.inner.reset(task)
+
+    async def step(self, task, state, action):
+        return await self.inner.step(task, state, action)
+
+    def score(self, task, trajectory):
+        from burnish.types import Score
+
+        return Score(1.0)
+
+
+GULLIBLE = _Gullible
+
+
+def test_alert_can_stop_the_run(tiny_dir, tmp_path):
+    run = tmp_path / "r"
+    opts = "monitors.options={probe_every=1, on_alert='stop'}"
+    summary = train(
+        load_config(None, run_overrides(tiny_dir, run, "env.name='test_loop:GULLIBLE'", opts))
+    )
+    assert summary["steps"] == 1  # stopped after the first step's probes
+    assert summary["alerts"] and summary["alerts"][0]["rule"] == "canary_probe"
+    assert [p.name for p in list_checkpoints(run)] == ["step_1"]  # stopping checkpoints first
+    store = RunStore.open(run)
+    assert store.alerts()[0]["step"] == 0
+    store.close()
