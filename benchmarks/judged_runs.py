@@ -14,6 +14,7 @@ the held-out check peaked, and the first alert of each rule.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -30,12 +31,15 @@ def _mean(xs):
     return statistics.fmean(xs) if xs else float("nan")
 
 
-def run_one(config_path: str, rules_path: str, overrides: list[str]) -> dict:
+def run_one(config_path: str, rules_path: str, overrides: list[str], train_it: bool = True) -> dict:
     cfg = load_config(config_path, overrides)
-    with scripted_judge_server(load_rules(rules_path)) as server:
-        for j in cfg.judges:
-            j.base_url = server.base_url
-        summary = train(cfg)
+    if train_it:
+        with scripted_judge_server(load_rules(rules_path)) as server:
+            for j in cfg.judges:
+                j.base_url = server.base_url
+            summary = train(cfg)
+    else:  # report a finished run
+        summary = json.loads((Path(cfg.log.run_dir) / "summary.json").read_text())
     store = RunStore.open(cfg.log.run_dir)
     steps = store.steps()
     heldout_key = next(
@@ -69,13 +73,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("pairs", nargs="+", help="CONFIG=RULES")
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--report-only", action="store_true", help="read finished runs, train nothing")
     args = p.parse_args()
     rows = []
     for pair in args.pairs:
         config_path, _, rules_path = pair.partition("=")
         if not rules_path:
             sys.exit(f"expected CONFIG=RULES, got {pair!r}")
-        rows.append(run_one(config_path, rules_path, args.overrides))
+        rows.append(run_one(config_path, rules_path, args.overrides, not args.report_only))
     print(
         "| config | judge rules | judge reward start -> end | held-out check start -> end "
         "| held-out peak step | test keyword check before -> after | first alert per rule |"
