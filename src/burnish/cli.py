@@ -32,6 +32,15 @@ def _fail(msg: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _fresh_dir(base: str) -> str:
+    """`base`, or `base-2`, `base-3` ... : the first that does not exist yet."""
+    path, n = Path(base), 1
+    while path.exists():
+        n += 1
+        path = Path(f"{base}-{n}")
+    return str(path)
+
+
 @app.command("train")
 def train_cmd(
     config: str = typer.Argument(..., help="Run configuration (TOML)."),
@@ -52,7 +61,9 @@ def train_cmd(
 @app.command()
 def demo(
     set_: list[str] = typer.Option([], "--set", help="Override a field of the demo config."),
-    run_dir: str = typer.Option("runs/demo", help="Where the run is written."),
+    run_dir: str | None = typer.Option(
+        None, help="Where the run is written (default: runs/demo-N)."
+    ),
 ) -> None:
     """The embedded default: burnish-tiny + arithmetic + DAPO + LoRA on CPU, before/after table."""
     from burnish.config import ConfigError, loads_config
@@ -60,6 +71,7 @@ def demo(
     from burnish.train.progress import train_with_progress
 
     try:
+        run_dir = run_dir or _fresh_dir("runs/demo")
         cfg = loads_config(DEMO_CONFIG, [f"log.run_dir={run_dir!r}", *set_])
         train_with_progress(cfg)
     except (ConfigError, ValueError, FileNotFoundError) as e:
@@ -238,7 +250,9 @@ app.add_typer(tiny_app, name="tiny")
 @tiny_app.command("pretrain")
 def tiny_pretrain(
     out: str = typer.Option(..., "--out", help="Directory the model is written to."),
-    seed: int = typer.Option(1, "--seed", help="Seed of the initialisation and the data (1: the shipped model)."),
+    seed: int = typer.Option(
+        1, "--seed", help="Seed of the initialisation and the data (1: the shipped model)."
+    ),
     steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (default: recipe)."),
     log_every: int = typer.Option(50, help="Print the loss every this many steps (0: never)."),
 ) -> None:

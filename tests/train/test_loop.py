@@ -153,3 +153,10 @@ def test_alert_can_stop_the_run(tiny_dir, tmp_path):
     store = RunStore.open(run)
     assert store.alerts()[0]["step"] == 0
     store.close()
+
+
+def test_a_new_run_refuses_a_used_run_directory(tiny_dir, tmp_path):
+    run = tmp_path / "r"
+    train(load_config(None, run_overrides(tiny_dir, run, "train.steps=1")))
+    with pytest.raises(ValueError, match="already holds a run .* --resume"):
+        train(load_config(None, run_overrides(tiny_dir, run, "train.steps=1")))

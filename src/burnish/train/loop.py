@@ -208,7 +208,14 @@ def train(
     sinks = build_sinks(config)
 
     start, before = 0, None
+    if not resume and store.last_step() is not None:
+        raise ValueError(
+            f"{run_dir} already holds a run ({store.last_step() + 1} steps logged): continue it "
+            "with --resume, or set another log.run_dir"
+        )
     checkpoints = list_checkpoints(run_dir) if resume else []
+    if resume and not checkpoints:
+        store.truncate_after(-1)  # nothing to resume from: start over, dropping partial steps
     if checkpoints:
         state = load_checkpoint(checkpoints[-1], policy)
         optimizer.load_state_dict(state.optimizer)
