@@ -3,7 +3,7 @@
 Episodes run as concurrent asyncio tasks and each asks for one prompt at a time. Generating those
 requests one by one would run a 64-episode step as 64 sequential generations, so `sample` only
 queues its request: a worker task waits until no new request arrived during one event-loop turn,
-then generates everything queued in one batch (per adapter) on a single worker thread, and hands
+then generates everything queued in one batch (per adapter), inline or on a worker thread, and hands
 each caller its completions. Requests that arrive while a batch is generating form the next batch.
 
 Sampling itself is `burnish.models.generate.generate_rows`: a KV-cache decode loop with per-row
@@ -85,9 +85,16 @@ class LocalSampler:
         model: the causal LM (a `PeftModel` to sample from adapters).
         tokenizer: its tokenizer (EOS always stops; pad id used for left padding).
         max_batch_size: most rows decoded together; bigger batches are split.
-        threads: torch threads of the worker thread; default the caller's current count.
+        threads: torch threads while generating; default the caller's current count.
         seed: seed of the generator that seeds requests without a seed; default drawn from
             torch's global RNG.
+        inline: generate on the event loop's own thread (the default). torch gives every OS
+            thread that runs ops its own OpenMP team, and an idle team keeps spinning for a while:
+            sampling on a worker thread while the trainer runs on the main one put 2 x N threads
+            on N cores and made a 2-thread training step about 2x slower than a 1-thread one.
+            Inline generation blocks the loop while it runs, which costs nothing when every
+            waiting coroutine waits on that generation; pass False when other coroutines (a
+            server, tool calls) must keep running meanwhile.
 
     `sample(..., adapter=)`: None samples the model as it is (the active adapter, if any);
     ``"base"`` the base model with adapters disabled; any other name a PEFT adapter loaded on
@@ -102,6 +109,7 @@ class LocalSampler:
         max_batch_size: int = 256,
         threads: int | None = None,
         seed: int | None = None,
+        inline: bool = True,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -113,6 +121,7 @@ class LocalSampler:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         self._rng = random.Random(seed)
         self.stats = SamplerStats()
+        self.inline = inline
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="burnish-sampler")
         self._pending: list[_Request] = []
         self._worker: asyncio.Task | None = None
@@ -164,9 +173,12 @@ class LocalSampler:
                 by_adapter.setdefault(r.adapter, []).append(r)
             for adapter, requests in by_adapter.items():
                 try:
-                    results = await loop.run_in_executor(
-                        self._executor, self._generate, requests, adapter
-                    )
+                    if self.inline:  # the trainer's thread: one OpenMP team (see `inline`)
+                        results = self._generate(requests, adapter)
+                    else:
+                        results = await loop.run_in_executor(
+                            self._executor, self._generate, requests, adapter
+                        )
                 except Exception as e:  # noqa: BLE001 - handed to every waiting caller
                     for r in requests:
                         if not r.future.done():
@@ -201,7 +213,7 @@ class LocalSampler:
         return rows
 
     def _generate(self, requests: list[_Request], adapter: str | None) -> list[list[Completion]]:
-        """Runs on the worker thread: every request of one adapter in as few batches as fit."""
+        """Every request of one adapter in as few batches as fit (inline or on the worker)."""
         torch.set_num_threads(self.threads)
         rows_per_request = [self._rows(r) for r in requests]
         rows = [row for rs in rows_per_request for row in rs]

@@ -3,7 +3,7 @@
 DEMO_CONFIG = """
 [model]
 name = "burnish-tiny"
-threads = 2
+threads = 1
 
 [lora]
 rank = 16
