@@ -59,3 +59,28 @@ def test_local_sampler_episodes(name):
     if name == "guess-number":
         assert max(t.turns for t in trajs) > 1  # the multi-turn path ran with real samples
     assert sampler.stats.generations < sampler.stats.requests  # episodes were batched
+
+
+@pytest.mark.parametrize("name", ["guess-number", "calculator"])
+def test_burnish_tiny_multi_turn_and_tool_episodes(name):
+    """The shipped model plays multi-turn games and calls the calculator tool for real; every
+    trajectory's mask covers exactly its sampled tokens."""
+    from burnish.models import load_model
+
+    model, tok = load_model("burnish-tiny")
+    env = load_env(name)
+    tasks = [t for t in islice(env.tasks("test", 0), 8) for _ in range(2)]
+    sampler = LocalSampler(model, tok, seed=0)
+    params = SamplingParams(max_new_tokens=40, seed=0)
+    trajs = asyncio.run(run_episodes(env, tasks, sampler, tok, params, concurrency=16))
+    for traj in trajs:
+        assert traj.error is None
+        check_record(traj, tok, env.tool_schemas)
+    if name == "calculator":
+        calls = [
+            c for t in trajs for m in t.messages if m.role == "assistant" for c in m.tool_calls
+        ]
+        assert calls and all(c.name == "calculator" for c in calls)
+        assert any(m.role == "tool" for t in trajs for m in t.messages)
+    else:
+        assert max(t.turns for t in trajs) > 2
