@@ -158,5 +158,7 @@ def test_alert_can_stop_the_run(tiny_dir, tmp_path):
 def test_a_new_run_refuses_a_used_run_directory(tiny_dir, tmp_path):
     run = tmp_path / "r"
     train(load_config(None, run_overrides(tiny_dir, run, "train.steps=1")))
+    written = (run / "config.toml").read_text()
     with pytest.raises(ValueError, match="already holds a run .* --resume"):
-        train(load_config(None, run_overrides(tiny_dir, run, "train.steps=1")))
+        train(load_config(None, run_overrides(tiny_dir, run, "train.steps=2")))
+    assert (run / "config.toml").read_text() == written  # nothing of the first run is touched

@@ -186,7 +186,12 @@ def train(
     """Run RL training as configured; returns the summary also written to `summary.json`."""
     t0 = time.time()
     run_dir = Path(config.log.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    store = RunStore.open(run_dir / "run.db")
+    if not resume and store.last_step() is not None:
+        raise ValueError(
+            f"{run_dir} already holds a run ({store.last_step() + 1} steps logged): continue it "
+            "with --resume, or set another log.run_dir"
+        )
     save_config(config, run_dir / "config.toml")
 
     policy, tokenizer = build_policy(config)
@@ -204,18 +209,10 @@ def train(
         grad_clip=config.train.grad_clip,
         temperature=config.rollout.temperature or 1.0,
     )
-    store = RunStore.open(run_dir)
     sinks = build_sinks(config)
 
     start, before = 0, None
-    if not resume and store.last_step() is not None:
-        raise ValueError(
-            f"{run_dir} already holds a run ({store.last_step() + 1} steps logged): continue it "
-            "with --resume, or set another log.run_dir"
-        )
     checkpoints = list_checkpoints(run_dir) if resume else []
-    if resume and not checkpoints:
-        store.truncate_after(-1)  # nothing to resume from: start over, dropping partial steps
     if checkpoints:
         state = load_checkpoint(checkpoints[-1], policy)
         optimizer.load_state_dict(state.optimizer)
@@ -224,7 +221,7 @@ def train(
         monitor.load_state_dict(state.monitor)
         set_rng_state(state.rng)
         start, before = state.step, state.extra.get("before")
-        store.truncate_after(start)  # steps logged after the checkpoint are re-run
+    store.truncate_after(start if checkpoints else -1)  # steps after the checkpoint are re-run
     if before is None:
         before = run_eval(config, policy, tokenizer, envs, store, step=0)
 
@@ -289,7 +286,7 @@ def train(
         if report.stop:
             break
 
-    after = run_eval(config, policy, tokenizer, envs, store, step=config.train.steps)
+    after = run_eval(config, policy, tokenizer, envs, store, step=(store.last_step() or 0) + 1)
     summary = {
         "run_dir": str(run_dir),
         "steps": len(store.steps()),
