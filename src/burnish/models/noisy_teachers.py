@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from burnish.envs.builtin.arithmetic import parse_integer
+from burnish.envs.builtin.guess_number import remaining_range
 from burnish.envs.tool_calls import COMPACT, ToolCallParser
 from burnish.types import Message, Task
 
@@ -100,25 +100,10 @@ def _reverse_mistake(
             return Message("assistant", text)
 
 
-def _remaining_range(task: Task, messages: Sequence[Message]) -> tuple[int, int]:
-    """The secret's range that the feedback so far leaves open (guess-number)."""
-    low, high = task.info["low"], task.info["high"]
-    turns = messages[len(task.prompt) :]
-    for action, reply in zip(turns[::2], turns[1::2]):
-        guess = parse_integer(action.content)
-        if guess is None:
-            continue
-        if reply.content == "higher":
-            low = max(low, guess + 1)
-        elif reply.content == "lower":
-            high = min(high, guess - 1)
-    return low, high
-
-
 def _guess_mistake(
     env: Any, task: Task, messages: Sequence[Message], gold: Message, rng: random.Random
 ) -> Message:
-    low, high = _remaining_range(task, messages)
+    low, high = remaining_range(task, messages)
     others = [g for g in range(low, high + 1) if str(g) != gold.content]
     return Message("assistant", str(rng.choice(others))) if others else gold
 

@@ -34,6 +34,21 @@ def binary_search_guesses(low: int, high: int, secret: int) -> list[int]:
         low, high = (guess + 1, high) if guess < secret else (low, guess - 1)
 
 
+def remaining_range(task: Task, messages: Sequence[Message]) -> tuple[int, int]:
+    """The secret's range that the higher/lower feedback so far leaves open."""
+    low, high = task.info["low"], task.info["high"]
+    turns = messages[len(task.prompt) :]
+    for action, reply in zip(turns[::2], turns[1::2]):
+        guess = parse_integer(action.content)
+        if guess is None:
+            continue
+        if reply.content == "higher":
+            low = max(low, guess + 1)
+        elif reply.content == "lower":
+            high = min(high, guess - 1)
+    return low, high
+
+
 def _range_of(key: str) -> str:
     return key.split(":")[0]
 
@@ -91,15 +106,5 @@ class GuessNumberEnv(MultiTurnEnv):
         self, task: Task, messages: Sequence[Message], parser: ToolCallParser = COMPACT
     ) -> Message:
         """Midpoint binary search, narrowed by the feedback so far."""
-        low, high = task.info["low"], task.info["high"]
-        for action, reply in zip(
-            messages[len(task.prompt) :: 2], messages[len(task.prompt) + 1 :: 2]
-        ):
-            guess = parse_integer(action.content)
-            if guess is None:
-                continue
-            if reply.content == "higher":
-                low = max(low, guess + 1)
-            elif reply.content == "lower":
-                high = min(high, guess - 1)
+        low, high = remaining_range(task, messages)
         return Message("assistant", str((low + high) // 2))
