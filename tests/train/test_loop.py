@@ -141,7 +141,7 @@ class _Gullible(_Broken):
 GULLIBLE = _Gullible
 
 
-def test_alert_can_stop_the_run(tiny_dir, tmp_path):
+def test_alert_can_stop_the_run(tiny_dir, tmp_path, caplog):
     run = tmp_path / "r"
     opts = "monitors.options={probe_every=1, on_alert='stop'}"
     summary = train(
@@ -149,6 +149,7 @@ def test_alert_can_stop_the_run(tiny_dir, tmp_path):
     )
     assert summary["steps"] == 1  # stopped after the first step's probes
     assert summary["alerts"] and summary["alerts"][0]["rule"] == "canary_probe"
+    assert "monitor alert at step 0: canary_probe" in caplog.text  # shown as it happens
     assert [p.name for p in list_checkpoints(run)] == ["step_1"]  # stopping checkpoints first
     store = RunStore.open(run)
     assert store.alerts()[0]["step"] == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -57,6 +58,7 @@ from burnish.train.step import StepSettings, train_on_batch
 from burnish.types import Group, Score
 
 OnStep = Callable[[int, dict[str, float]], None]
+log = logging.getLogger("burnish")
 
 
 async def collect_groups(
@@ -249,6 +251,10 @@ def train(
         asyncio.run(sampler.sync(policy))
         report = monitor.observe(step, seen, heldout, metrics)
         metrics.update(report.metrics)
+        for a in report.alerts:  # to the console as they happen; also in the store and summary
+            log.warning(
+                "monitor alert at step %d: %s on %s: %s", step, a.rule, a.signal, a.evidence
+            )
         metrics.update(
             {
                 "time/sample": t_sample,
