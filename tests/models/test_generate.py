@@ -69,3 +69,29 @@ def test_zero_probability_token_is_never_drawn():
     )
     assert tokens.tolist() == [1, 3, 3]
     torch.testing.assert_close(logp, torch.full((3,), -0.6931472))
+
+
+def test_identical_prompts_are_prefilled_once_and_sampled_independently():
+    from burnish.models.generate import GenerationRow, generate_rows
+    from burnish.models.logprobs import sequence_logprobs
+    from burnish.models.tiny import tiny_model
+
+    model, tok = tiny_model(seed=1)
+    prompts = [tuple(tok.encode("12+34=")), tuple(tok.encode("7-5="))]
+    rows = [
+        GenerationRow(prompt=p, max_new_tokens=6, temperature=1.0, top_p=1.0, top_k=0,
+                      stop_token_ids=(tok.eos_token_id,), stop=(), seed=s)
+        for p in prompts for s in range(4)
+    ]  # fmt: skip
+    batch_sizes = []
+    hook = model.register_forward_hook(lambda m, a, kw, out: batch_sizes.append(
+        kw["input_ids"].shape), with_kwargs=True)  # fmt: skip
+    results = generate_rows(model, tok, rows, pad_id=tok.pad_token_id)
+    hook.remove()
+    assert batch_sizes[0][0] == 2  # one prefill row per distinct prompt
+    assert len({tuple(r.tokens) for r in results[:4]}) > 1  # rows of one prompt still differ
+    for row, res in zip(rows, results):  # and each reports its own logprobs exactly
+        ids = torch.tensor([list(row.prompt) + res.tokens])
+        logp, _ = sequence_logprobs(model, ids)
+        torch.testing.assert_close(logp[0, len(row.prompt):], torch.tensor(res.logprobs),
+                                   atol=1e-5, rtol=0)  # fmt: skip

@@ -175,17 +175,27 @@ def generate_rows(
     stop_sets = [frozenset(r.stop_token_ids) for r in rows]
     windows = [2 * max((len(s) for s in r.stop), default=0) + 4 for r in rows]
     keep_kw = {"logits_to_keep": 1} if has_keep else {}
+    # Prefill each distinct prompt once (a group's G rows share theirs), then copy its KV cache
+    # and last logits to every row that asked for it.
+    first: dict[tuple[int, ...], int] = {}  # prompt -> first row that has it
+    for i, r in enumerate(rows):
+        first.setdefault(r.prompt, i)
+    slot = {prompt: u for u, prompt in enumerate(first)}
+    row_to_unique = torch.tensor([slot[r.prompt] for r in rows])
+    first_row = torch.tensor(list(first.values()), device=device)
     out = model(
-        input_ids=batch.ids_B_L,
-        attention_mask=batch.mask_B_L,
-        position_ids=position_ids_from_mask(batch.mask_B_L),
+        input_ids=batch.ids_B_L[first_row],
+        attention_mask=batch.mask_B_L[first_row],
+        position_ids=position_ids_from_mask(batch.mask_B_L)[first_row],
         use_cache=True,
         **keep_kw,
     )
     cache = getattr(out, "cache", None) or out.past_key_values
+    logits_B_V = out.logits[:, -1][row_to_unique.to(device)].float()
+    if len(first) < len(rows):
+        cache.batch_select_indices(row_to_unique.to(device))
     steps = batch.uniform_B_S.shape[1]
     for step in range(steps):
-        logits_B_V = out.logits[:, -1].float()
         tokens_B, logp_B = sample_next_tokens(
             logits_B_V, batch.temperature_B, batch.top_p_B, batch.top_k_B,
             batch.uniform_B_S[:, step],
@@ -224,4 +234,5 @@ def generate_rows(
             use_cache=True,
             **{cache_kw: cache},
         )
+        logits_B_V = out.logits[:, -1].float()
     return results

@@ -3,7 +3,7 @@
 DEMO_CONFIG = """
 [model]
 name = "burnish-tiny"
-threads = 1
+threads = 2
 
 [lora]
 rank = 16
