@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from burnish.types import Score, Task, Trajectory
+from burnish.types import Score, StopReason, Task, Trajectory
 
 Role = Literal["reward", "metric", "monitor"]
 
@@ -37,9 +37,11 @@ class Scorer(Protocol):
 class EnvScorer:
     """The environment's own programmatic score as a `Scorer`.
 
-    An episode that ended in an environment or tool error is scored by the environment like any
-    other: the error is the model's (e.g. a malformed tool call) unless the environment raises
-    from `score` itself, which propagates.
+    An episode that ended with `StopReason.ERROR` (the environment or a tool raised, or a tool
+    timed out) is unscorable: `Score(None)` with the error as evidence, so an infrastructure
+    failure never trains the policy as if it had failed. The model's own mistakes (a malformed
+    tool call, a bad argument) are not episode errors: the episode runner hands them back to the
+    model as tool messages, and they are scored like any other answer.
     """
 
     def __init__(self, env) -> None:
@@ -47,7 +49,12 @@ class EnvScorer:
         self.name = "env"
 
     async def score_group(self, task: Task, trajectories: Sequence[Trajectory]) -> list[Score]:
-        return [self.env.score(task, t) for t in trajectories]
+        return [
+            Score(None, info={"error": t.error})
+            if t.stop_reason == StopReason.ERROR
+            else self.env.score(task, t)
+            for t in trajectories
+        ]
 
 
 @dataclass(frozen=True)

@@ -77,3 +77,23 @@ def test_score_group_needs_a_reward_scorer():
     held = ScorerSpec(_Fixed("held", [0.0]), role="monitor")
     with pytest.raises(ValueError, match="role 'reward'"):
         asyncio.run(score_group([held], TASK, [_traj((Segment((1,), True, (-1.0,)),))]))
+
+
+def test_env_scorer_leaves_errored_episodes_unscorable():
+    from burnish.scoring import EnvScorer
+
+    class Env:
+        def score(self, task, trajectory):
+            return Score(0.0)
+
+    ok = _traj((Segment((1,), True, (-1.0,)),))
+    broken = Trajectory(
+        task=TASK,
+        segments=ok.segments,
+        messages=TASK.prompt,
+        stop_reason=StopReason.ERROR,
+        error="RuntimeError: backend down",
+    )
+    scores = asyncio.run(EnvScorer(Env()).score_group(TASK, [ok, broken]))
+    assert scores[0].value == 0.0
+    assert scores[1].value is None and "backend down" in scores[1].info["error"]
