@@ -78,36 +78,23 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
     return fast
 
 
-def _llama(vocab: int, hidden: int, layers: int, heads: int, max_pos: int) -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=4 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        max_position_embeddings=max_pos,
-        tie_word_embeddings=False,
-    )
-
-
-def _qwen2(vocab: int, hidden: int, layers: int, heads: int, max_pos: int) -> Qwen2Config:
-    return Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=4 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        max_position_embeddings=max_pos,
-        tie_word_embeddings=False,
-    )
-
-
-_ARCHS = {
-    "llama": (_llama, LlamaForCausalLM),
-    "qwen2": (_qwen2, Qwen2ForCausalLM),
+_ARCHS = {  # config class, model class
+    "llama": (LlamaConfig, LlamaForCausalLM),
+    "qwen2": (Qwen2Config, Qwen2ForCausalLM),
 }
+
+
+def _config(config_cls, vocab: int, hidden: int, layers: int, heads: int, max_pos: int):
+    return config_cls(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_pos,
+        tie_word_embeddings=False,
+    )
 
 
 def tiny_model(
@@ -143,8 +130,8 @@ def tiny_model(
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
     tok = tokenizer if tokenizer is not None else char_tokenizer()
-    make_config, model_cls = _ARCHS[arch]
-    config = make_config(len(tok), hidden_size, num_layers, num_heads, max_position)
+    config_cls, model_cls = _ARCHS[arch]
+    config = _config(config_cls, len(tok), hidden_size, num_layers, num_heads, max_position)
     config.bos_token_id = tok.bos_token_id
     config.eos_token_id = tok.eos_token_id
     config.pad_token_id = tok.pad_token_id
