@@ -75,6 +75,40 @@ def _chunk_stats(
     return logp_N, ent_N
 
 
+def head_logprobs(
+    model: torch.nn.Module,
+    head: torch.nn.Module,
+    hidden_N_H: Tensor,
+    targets_N: Tensor,
+    *,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    chunk_size: int = 512,
+) -> tuple[Tensor, Tensor]:
+    """LM head, log-prob of `targets_N` and entropy over N positions, `chunk_size` at a time.
+
+    Each chunk's head and log-softmax are checkpointed when gradients are on, so only one
+    `[chunk_size, V]` block of logits exists at a time, in the backward pass too. Returns
+    float32 `[N]` log-probs and entropies (zeros when `with_entropy` is false).
+    """
+    softcap = _softcap(model.get_base_model() if hasattr(model, "get_base_model") else model)
+    use_ckpt = torch.is_grad_enabled() and hidden_N_H.requires_grad
+    logps, ents = [], []
+    for s in range(0, hidden_N_H.shape[0], chunk_size):
+        args = (head, hidden_N_H[s : s + chunk_size], targets_N[s : s + chunk_size])
+        extra = (temperature, softcap, with_entropy)
+        if use_ckpt:
+            lp, en = checkpoint(_chunk_stats, *args, *extra, use_reentrant=False)
+        else:
+            lp, en = _chunk_stats(*args, *extra)
+        logps.append(lp)
+        ents.append(en)
+    if not logps:
+        empty = hidden_N_H.new_zeros(0, dtype=torch.float32)
+        return empty, empty
+    return torch.cat(logps), torch.cat(ents)
+
+
 def sequence_logprobs(
     model: torch.nn.Module,
     tokens_B_T: Tensor,
@@ -129,26 +163,18 @@ def sequence_logprobs(
     n = b * (t - 1)
     hidden_N_H = hidden_B_T_H[:, :-1].reshape(n, -1)
     targets_N = tokens_B_T[:, 1:].reshape(n)
-    softcap = _softcap(model.get_base_model() if hasattr(model, "get_base_model") else model)
-    use_ckpt = torch.is_grad_enabled() and hidden_N_H.requires_grad
-    logps, ents = [], []
-    for s in range(0, n, chunk_size):
-        args = (head, hidden_N_H[s : s + chunk_size], targets_N[s : s + chunk_size])
-        extra = (temperature, softcap, with_entropy)
-        if use_ckpt:
-            lp, en = checkpoint(_chunk_stats, *args, *extra, use_reentrant=False)
-        else:
-            lp, en = _chunk_stats(*args, *extra)
-        logps.append(lp)
-        ents.append(en)
+    logp_N, ent_N = head_logprobs(
+        model, head, hidden_N_H, targets_N, temperature=temperature,
+        with_entropy=with_entropy, chunk_size=chunk_size,
+    )  # fmt: skip
 
     zeros_B_1 = torch.zeros(b, 1, dtype=torch.float32, device=tokens_B_T.device)
 
-    def assemble(parts: list[Tensor]) -> Tensor:
-        rest = torch.cat(parts).view(b, t - 1) if parts else zeros_B_1[:, :0]
+    def assemble(values_N: Tensor) -> Tensor:
+        rest = values_N.view(b, t - 1)
         out_B_T = torch.cat([zeros_B_1, rest], dim=1)
         if attention_mask_B_T is not None:
             out_B_T = torch.where(attention_mask_B_T.bool(), out_B_T, 0.0)
         return out_B_T
 
-    return assemble(logps), assemble(ents) if with_entropy else None
+    return assemble(logp_N), assemble(ent_N) if with_entropy else None

@@ -28,12 +28,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from burnish.models.logprobs import (
-    _chunk_stats,  # the same per-chunk head maths as the plain path, so results agree
-    _softcap,
     body_and_head,
+    head_logprobs,  # the same per-chunk head maths as the plain path, so results agree
     position_ids_from_mask,
     sequence_logprobs,
 )
@@ -263,9 +261,10 @@ def shared_prefix_logprobs(
     targets_N = torch.cat(
         [prefix_tokens_U_P[:, 1:][pre_valid_U_Q], suffix_tokens_R_S[suffix_valid_R_S]]
     )
-    logp_N, ent_N = _head_stats(
-        model, head, hidden_N_H, targets_N, temperature, with_entropy, chunk_size
-    )
+    logp_N, ent_N = head_logprobs(
+        model, head, hidden_N_H, targets_N, temperature=temperature,
+        with_entropy=with_entropy, chunk_size=chunk_size,
+    )  # fmt: skip
 
     # Where each [B, T] slot reads from in the N values (index N: a zero for t = 0 and padding).
     n_pre = int(pre_valid_U_Q.sum())
@@ -286,20 +285,3 @@ def shared_prefix_logprobs(
         return torch.cat([values_N.float(), values_N.new_zeros(1, dtype=torch.float32)])[src_B_T]
 
     return assemble(logp_N), assemble(ent_N) if with_entropy else None
-
-
-def _head_stats(model, head, hidden_N_H, targets_N, temperature, with_entropy, chunk_size):
-    """LM head, log-softmax and entropy over N positions in checkpointed chunks."""
-    softcap = _softcap(model.get_base_model() if hasattr(model, "get_base_model") else model)
-    use_ckpt = torch.is_grad_enabled() and hidden_N_H.requires_grad
-    logps, ents = [], []
-    for s in range(0, hidden_N_H.shape[0], chunk_size):
-        args = (head, hidden_N_H[s : s + chunk_size], targets_N[s : s + chunk_size])
-        extra = (temperature, softcap, with_entropy)
-        if use_ckpt:
-            lp, en = checkpoint(_chunk_stats, *args, *extra, use_reentrant=False)
-        else:
-            lp, en = _chunk_stats(*args, *extra)
-        logps.append(lp)
-        ents.append(en)
-    return torch.cat(logps), torch.cat(ents)
