@@ -63,7 +63,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from burnish.models import attach_lora, load_model, sequence_logprobs
-    from burnish.train.prefix import prompt_lengths, shared_prefix_logprobs
+    from burnish.models.shared_prefix import prompt_lengths, shared_prefix_logprobs
 
     base, tok = load_model("burnish-tiny")
     policy = attach_lora(base, rank=16, alpha=32).train()

@@ -97,7 +97,7 @@ def inspect(
     flagged: bool = typer.Option(False, "--flagged", help="Show the monitors' flagged samples."),
 ) -> None:
     """Show the best and worst rollouts of a step, or the flagged samples."""
-    from burnish.inspect import inspect_run
+    from burnish.inspect_run import inspect_run
 
     try:
         inspect_run(run_dir, step=step, top=top, flagged=flagged)

@@ -24,10 +24,10 @@ from burnish.envs import (
 from burnish.envs import registry as registry_module
 from burnish.envs.builtin import ArithmeticEnv, ReverseEnv
 from burnish.envs.tool_calls import INVALID_CALL, POSITIONAL
-from burnish.eval.scripted import ScriptedSampler
 from burnish.models.tiny import char_tokenizer
 from burnish.rollout.base import SamplingParams
 from burnish.rollout.episode import run_episodes
+from burnish.rollout.scripted import ScriptedSampler
 from burnish.types import Message, Score, StopReason, Task, ToolCall
 
 

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from burnish.cli import app
 from burnish.envs import load_env
 from burnish.envs.registry import BUILTINS
-from burnish.eval import ScriptedSampler, evaluate, pass_at_k, teacher_policy
-from burnish.eval.scripted import parse_char_chat
+from burnish.eval import evaluate, pass_at_k
 from burnish.models.tiny import char_tokenizer
+from burnish.rollout.scripted import ScriptedSampler, parse_char_chat, teacher_policy
 
 TOK = char_tokenizer()
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from burnish.monitors import batch, text
+from burnish.monitors import stats, text
 from burnish.types import StopReason
 
 PROSE = "The quick brown fox jumps over the lazy dog near the quiet river bank today"
@@ -124,12 +124,12 @@ def test_char_stats():
 
 
 def test_correlations():
-    assert batch.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
-    assert batch.spearman([1, 2, 3, 4], [1, 4, 9, 100]) == pytest.approx(1.0)
-    assert math.isnan(batch.pearson([1, 1, 1], [1, 2, 3]))
+    assert stats.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert stats.spearman([1, 2, 3, 4], [1, 4, 9, 100]) == pytest.approx(1.0)
+    assert math.isnan(stats.pearson([1, 1, 1], [1, 2, 3]))
     # ties get average ranks: x ranks [0.5, 0.5, 2], y ranks [0, 1, 2]
-    assert batch.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(
-        batch.pearson([0.5, 0.5, 2], [0, 1, 2])
+    assert stats.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(
+        stats.pearson([0.5, 0.5, 2], [0, 1, 2])
     )
 
 
@@ -139,25 +139,25 @@ def test_within_group_length_reward_correlation():
     # group 0: longer -> more reward, spearman +1
     # group 1: length ranks [0, 2, 1], reward ranks [2, 0, 1] -> spearman -1
     # group 2: no reward variance -> skipped; mean of (+1, -1) = 0
-    assert batch.within_group_correlation(lengths, rewards) == pytest.approx(0.0)
-    assert batch.within_group_correlation(lengths[:1], rewards[:1]) == pytest.approx(1.0)
-    assert math.isnan(batch.within_group_correlation(lengths[2:], rewards[2:]))
+    assert stats.within_group_correlation(lengths, rewards) == pytest.approx(0.0)
+    assert stats.within_group_correlation(lengths[:1], rewards[:1]) == pytest.approx(1.0)
+    assert math.isnan(stats.within_group_correlation(lengths[2:], rewards[2:]))
     # unscorable rollouts are dropped, not treated as 0
-    assert batch.within_group_correlation([[1, 2, 3]], [[0.0, None, 1.0]]) == pytest.approx(1.0)
+    assert stats.within_group_correlation([[1, 2, 3]], [[0.0, None, 1.0]]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="unknown correlation 'kendall'"):
-        batch.within_group_correlation(lengths, rewards, "kendall")
+        stats.within_group_correlation(lengths, rewards, "kendall")
 
 
 def test_reward_spread_and_duplicates():
-    s = batch.reward_spread([[1.0, 1.0, 1.0], [0.0, 1.0], [None, 0.5]])
+    s = stats.reward_spread([[1.0, 1.0, 1.0], [0.0, 1.0], [None, 0.5]])
     # groups with >= 2 scored: [1,1,1] (std 0) and [0,1] (std 0.5)
     assert s["frac_zero_std"] == pytest.approx(0.5)
     assert s["group_std"] == pytest.approx(0.25)
     assert s["unscorable_frac"] == pytest.approx(1 / 7)
-    healthy = batch.reward_spread([[0.0, 1.0], [0.2, 0.9]])
+    healthy = stats.reward_spread([[0.0, 1.0], [0.2, 0.9]])
     assert healthy["frac_zero_std"] == 0.0
-    assert batch.duplicate_fraction([["a", "a ", "b", "c"], ["x", "y"]]) == pytest.approx(0.125)
-    assert batch.duplicate_fraction([["a", "b"]]) == 0.0
+    assert stats.duplicate_fraction([["a", "a ", "b", "c"], ["x", "y"]]) == pytest.approx(0.125)
+    assert stats.duplicate_fraction([["a", "b"]]) == 0.0
 
 
 def test_component_share():
@@ -166,29 +166,29 @@ def test_component_share():
         {"format": 1.0, "correct": 0.0},
         {"format": 0.5, "correct": 0.5},
     ]
-    assert batch.component_share(comps, ["format"]) == pytest.approx(2.5 / 3.0)
+    assert stats.component_share(comps, ["format"]) == pytest.approx(2.5 / 3.0)
     balanced = [{"format": 0.1, "correct": 0.9}]
-    assert batch.component_share(balanced, ["format"]) == pytest.approx(0.1)
-    assert math.isnan(batch.component_share([{}], ["format"]))
+    assert stats.component_share(balanced, ["format"]) == pytest.approx(0.1)
+    assert math.isnan(stats.component_share([{}], ["format"]))
 
 
 def test_reward_lift():
-    assert batch.reward_lift([1.0, 0.8, 0.2, 0.0], [True, True, False, False]) == pytest.approx(0.8)
-    assert batch.reward_lift([0.5, 0.5], [True, False]) == 0.0
-    assert math.isnan(batch.reward_lift([0.5, 0.5], [False, False]))
-    assert batch.reward_lift([1.0, None, 0.0], [True, True, False]) == pytest.approx(1.0)
+    assert stats.reward_lift([1.0, 0.8, 0.2, 0.0], [True, True, False, False]) == pytest.approx(0.8)
+    assert stats.reward_lift([0.5, 0.5], [True, False]) == 0.0
+    assert math.isnan(stats.reward_lift([0.5, 0.5], [False, False]))
+    assert stats.reward_lift([1.0, None, 0.0], [True, True, False]) == pytest.approx(1.0)
 
 
 def test_stop_reason_fractions():
-    f = batch.stop_reason_fractions(
+    f = stats.stop_reason_fractions(
         [StopReason.LENGTH, StopReason.DONE, StopReason.DONE, StopReason.ERROR]
     )
     assert f == {"done": 0.5, "length": 0.25, "max_turns": 0.0, "error": 0.25}
 
 
 def test_short_high_reward_rate():
-    assert batch.short_high_reward_rate([1.0, 1.0, 0.0], [1, 40, 1], 0.9, 3) == pytest.approx(1 / 3)
-    assert batch.short_high_reward_rate([1.0, 0.0], [40, 1], 0.9, 3) == 0.0
+    assert stats.short_high_reward_rate([1.0, 1.0, 0.0], [1, 40, 1], 0.9, 3) == pytest.approx(1 / 3)
+    assert stats.short_high_reward_rate([1.0, 0.0], [40, 1], 0.9, 3) == 0.0
 
 
 # ---- series ----------------------------------------------------------------------------------
@@ -196,13 +196,13 @@ def test_short_high_reward_rate():
 
 def test_slope_curvature_relative_change():
     line = [(s, 2.0 * s + 1) for s in range(10)]
-    assert batch.slope(line) == pytest.approx(2.0)
-    assert batch.change_over_window(line) == pytest.approx(18.0)
-    assert batch.curvature(line) == pytest.approx(0.0, abs=1e-9)
+    assert stats.slope(line) == pytest.approx(2.0)
+    assert stats.change_over_window(line) == pytest.approx(18.0)
+    assert stats.curvature(line) == pytest.approx(0.0, abs=1e-9)
     quad = [(s, 0.5 * s * s) for s in range(8)]  # second derivative 1.0
-    assert batch.curvature(quad) == pytest.approx(1.0)
+    assert stats.curvature(quad) == pytest.approx(1.0)
     # uneven spacing (a signal observed every 2 steps) keeps the time axis
-    assert batch.slope([(0, 0.0), (2, 1.0), (4, 2.0)]) == pytest.approx(0.5)
-    assert math.isnan(batch.curvature([(0, 1.0), (1, 2.0)]))
-    assert batch.relative_change(0.5, 2.0) == pytest.approx(-0.75)
-    assert math.isnan(batch.relative_change(1.0, 0.0))
+    assert stats.slope([(0, 0.0), (2, 1.0), (4, 2.0)]) == pytest.approx(0.5)
+    assert math.isnan(stats.curvature([(0, 1.0), (1, 2.0)]))
+    assert stats.relative_change(0.5, 2.0) == pytest.approx(-0.75)
+    assert math.isnan(stats.relative_change(1.0, 0.0))

@@ -13,10 +13,10 @@ import pytest
 
 from burnish.envs import load_env
 from burnish.envs.base import SingleTurnEnv
-from burnish.eval.scripted import ScriptedSampler, teacher_policy
 from burnish.models.tiny import char_tokenizer
 from burnish.rollout.base import SamplingParams
 from burnish.rollout.episode import ChatCodec, TemplatePrefixError, run_episode, run_episodes
+from burnish.rollout.scripted import ScriptedSampler, teacher_policy
 from burnish.types import Message, Score, StopReason, Task
 
 TOK = char_tokenizer()

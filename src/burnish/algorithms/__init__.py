@@ -10,7 +10,7 @@
 
 from burnish.algorithms.advantages import SCALES, group_advantages
 from burnish.algorithms.kl import KL_ESTIMATORS, kl_estimate
-from burnish.algorithms.logprobs import entropy_from_logits, selective_log_softmax
+from burnish.algorithms.logsoftmax import entropy_from_logits, selective_log_softmax
 from burnish.algorithms.losses import (
     LOSSES,
     VARIANT_DEFAULTS,

@@ -6,11 +6,11 @@ Every judge is a `Scorer`: `await judge.score_group(task, trajectories) -> list[
 `Score(None)` (never 0) for a rollout the judge could not score.
 """
 
-from burnish.judges.base import Scorer, TextScorer
 from burnish.judges.cache import JudgeCache, cache_key
 from burnish.judges.calibrate import CANARIES, calibrate, cohen_kappa, load_labels, spearman
 from burnish.judges.client import JudgeCallError, JudgeClient
 from burnish.judges.config import JudgeConfig
+from burnish.judges.core import Scorer, TextScorer
 from burnish.judges.ensemble import AGGREGATES, EnsembleJudge
 from burnish.judges.group_judge import GroupJudge
 from burnish.judges.parse import JudgeOutputError

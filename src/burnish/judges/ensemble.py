@@ -12,7 +12,7 @@ import asyncio
 import math
 from collections.abc import Callable, Sequence
 
-from burnish.judges.base import Scorer
+from burnish.judges.core import Scorer
 from burnish.types import Score, Task, Trajectory
 
 

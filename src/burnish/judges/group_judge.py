@@ -15,10 +15,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from burnish.judges.base import JudgeCore, unscorable
 from burnish.judges.cache import JudgeCache
 from burnish.judges.client import JudgeClient
 from burnish.judges.config import JudgeConfig
+from burnish.judges.core import JudgeCore, unscorable
 from burnish.judges.parse import validate_group_answer
 from burnish.judges.prompts import (
     candidate_view,

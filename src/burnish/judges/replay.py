@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from burnish.judges.base import TextScorer
 from burnish.judges.calibrate import spearman
+from burnish.judges.core import TextScorer
 from burnish.types import Message, Task
 
 

@@ -14,10 +14,10 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from burnish.judges.base import JudgeCore, unscorable
 from burnish.judges.cache import JudgeCache
 from burnish.judges.client import JudgeClient
 from burnish.judges.config import JudgeConfig
+from burnish.judges.core import JudgeCore, unscorable
 from burnish.judges.parse import RubricVerdicts, validate_rubric_answer
 from burnish.judges.prompts import (
     candidate_view,

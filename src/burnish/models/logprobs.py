@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from burnish.algorithms.logprobs import entropy_from_logits, selective_log_softmax
+from burnish.algorithms.logsoftmax import entropy_from_logits, selective_log_softmax
 
 __all__ = ["body_and_head", "position_ids_from_mask", "sequence_logprobs"]
 

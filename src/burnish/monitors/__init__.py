@@ -1,6 +1,6 @@
 """Reward-hacking and drift monitors.
 
-Signals are pure functions over strings and numbers (`text`, `batch`); `Monitor` turns a step's
+Signals are pure functions over strings and numbers (`text`, `stats`); `Monitor` turns a step's
 groups into `monitor/*` metrics, alerts (per-signal z-score and CUSUM detectors plus the two
 composite rules) and flagged samples, and scores canary probes with the live scorer. Monitors
 never change rewards.

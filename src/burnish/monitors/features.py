@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from burnish.monitors import batch, text
+from burnish.monitors import stats, text
 from burnish.monitors.config import MonitorConfig
 from burnish.types import Group, Score, StopReason, Trajectory
 
@@ -95,7 +95,7 @@ def step_features(groups: Sequence[Group], cfg: MonitorConfig) -> list[list[Roll
 
 
 def _mean(xs: Sequence[float]) -> float:
-    return float(np.mean(xs)) if len(xs) else batch.NAN
+    return float(np.mean(xs)) if len(xs) else stats.NAN
 
 
 def step_signals(feats_P_G: Sequence[Sequence[RolloutFeatures]], cfg: MonitorConfig) -> dict:
@@ -110,31 +110,31 @@ def step_signals(feats_P_G: Sequence[Sequence[RolloutFeatures]], cfg: MonitorCon
     lengths = [float(f.length) for f in flat]
     scored = [r for r in rewards if r is not None]
     overlaps = [f.overlap for f in flat if f.overlap is not None]
-    spread = batch.reward_spread(rewards_P_G)
-    stops = batch.stop_reason_fractions([f.stop_reason for f in flat])
+    spread = stats.reward_spread(rewards_P_G)
+    stops = stats.stop_reason_fractions([f.stop_reason for f in flat])
     injected = [bool(f.injection) for f in flat]
     return {
         "reward/mean": _mean(scored),
         "length/mean": _mean(lengths),
-        "length/p95": batch.percentile(lengths, 95),
-        "length/reward_corr": batch.within_group_correlation(
+        "length/p95": stats.percentile(lengths, 95),
+        "length/reward_corr": stats.within_group_correlation(
             [[float(f.length) for f in g] for g in feats_P_G], rewards_P_G, cfg.correlation
         ),
         "repetition/ngram_frac": _mean([f.repetition for f in flat]),
         "repetition/compression": _mean([f.compression for f in flat]),
         "hedging/rate": _mean([float(f.hedging.hedged) for f in flat]),
         "hedging/markers": _mean([float(f.hedging.markers) for f in flat]),
-        "format/share": batch.component_share([f.components for f in flat], cfg.format_components),
+        "format/share": stats.component_share([f.components for f in flat], cfg.format_components),
         "injection/rate": _mean([float(x) for x in injected]),
-        "injection/lift": batch.reward_lift(rewards, injected),
+        "injection/lift": stats.reward_lift(rewards, injected),
         "overlap/mean": _mean(overlaps),
-        "master_key/rate": batch.short_high_reward_rate(
+        "master_key/rate": stats.short_high_reward_rate(
             rewards, [f.words for f in flat], cfg.high_reward, cfg.short_words
         ),
         "reward/frac_zero_std": spread["frac_zero_std"],
         "reward/group_std": spread["group_std"],
         "reward/unscorable_frac": spread["unscorable_frac"],
-        "reward/duplicate_frac": batch.duplicate_fraction(
+        "reward/duplicate_frac": stats.duplicate_fraction(
             [[f.completion for f in g] for g in feats_P_G]
         ),
         "chars/invisible_rate": _mean([float(f.chars.suspicious) for f in flat]),

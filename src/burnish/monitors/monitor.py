@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from burnish.monitors import batch, rules
+from burnish.monitors import rules, stats
 from burnish.monitors.config import MIN_SPREAD, SIGNALS, MonitorConfig
 from burnish.monitors.detectors import Cusum, RollingZScore, detector_from_dict
 from burnish.monitors.features import RolloutFeatures, step_features, step_signals
@@ -100,7 +100,7 @@ class Monitor:
         cfg = self.config
         feats_P_G = step_features(groups, cfg)
         sig = step_signals(feats_P_G, cfg)
-        sig["length/drift"] = batch.relative_change(
+        sig["length/drift"] = stats.relative_change(
             sig["length/mean"], self._baseline("length/mean", sig["length/mean"])
         )
         sig.update(self._training_signals(step, train_metrics or {}))
@@ -171,7 +171,7 @@ class Monitor:
         if count < self.config.baseline_steps and not math.isnan(value):
             self.baselines[name] = [count + 1, total + value]
         count, total = self.baselines[name]
-        return total / count if count else batch.NAN
+        return total / count if count else stats.NAN
 
     def _training_signals(self, step: int, tm: Mapping[str, float]) -> dict[str, float]:
         cfg = self.config
@@ -180,8 +180,8 @@ class Monitor:
         kl_pts = self._points("kl/mean", cfg.accel_window - 1)
         if not math.isnan(kl):
             kl_pts.append((step, kl))
-        accel = batch.curvature(kl_pts) if len(kl_pts) >= cfg.accel_window else batch.NAN
-        drop = -batch.relative_change(ent, self._baseline("entropy/mean", ent))
+        accel = stats.curvature(kl_pts) if len(kl_pts) >= cfg.accel_window else stats.NAN
+        drop = -stats.relative_change(ent, self._baseline("entropy/mean", ent))
         return {"kl/mean": kl, "kl/accel": accel, "entropy/mean": ent, "entropy/drop": drop}
 
     def _heldout_signals(
@@ -194,7 +194,7 @@ class Monitor:
         out: dict[str, float] = {}
         for name, h_P_G in heldout.items():
             try:
-                batch._check_aligned(feats_P_G, h_P_G)
+                stats._check_aligned(feats_P_G, h_P_G)
             except ValueError as e:
                 raise ValueError(f"held-out scorer {name!r}: {e}") from e
             pairs = [
@@ -204,12 +204,12 @@ class Monitor:
                 if f.reward is not None and h is not None
             ]
             tr, ho = [p[0] for p in pairs], [p[1] for p in pairs]
-            hmean = sum(ho) / len(ho) if ho else batch.NAN
-            tmean = sum(tr) / len(tr) if tr else batch.NAN
+            hmean = sum(ho) / len(ho) if ho else stats.NAN
+            tmean = sum(tr) / len(tr) if tr else stats.NAN
             out[f"heldout/{name}/mean"] = hmean
             out[f"heldout/{name}/train_mean"] = tmean
             out[f"heldout/{name}/gap"] = tmean - hmean
-            out[f"heldout/{name}/corr"] = batch.pearson(tr, ho) if len(tr) >= 2 else batch.NAN
+            out[f"heldout/{name}/corr"] = stats.pearson(tr, ho) if len(tr) >= 2 else stats.NAN
         return out
 
     def _heldout_trends(self, heldout: HeldOut) -> dict[str, float]:
@@ -320,14 +320,14 @@ class Monitor:
         """Whether held-out scorer `name` rose with the train reward over the window (by more than
         `heldout_flat_frac` of the train reward's rise): the gain is real, not only the proxy's."""
         cfg = self.config
-        steps, tr, ho = batch.aligned_pairs(
+        steps, tr, ho = stats.aligned_pairs(
             self._points(f"heldout/{name}/train_mean", cfg.window),
             self._points(f"heldout/{name}/mean", cfg.window),
         )
         if len(tr) < cfg.min_steps:
             return False
-        d_train = batch.change_over_window(list(zip(steps, tr)))
-        d_held = batch.change_over_window(list(zip(steps, ho)))
+        d_train = stats.change_over_window(list(zip(steps, tr)))
+        d_held = stats.change_over_window(list(zip(steps, ho)))
         return d_train > 0 and d_held > cfg.heldout_flat_frac * d_train
 
     # ------------------------------------------------------------------------------------------

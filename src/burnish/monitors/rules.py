@@ -6,7 +6,7 @@
    injection lift, overlap) rises with it, the two correlated across steps.
 
 Histories are `(step, value)` points over the rolling window. "Rise" is the least-squares fitted
-change across the window (`batch.change_over_window`), which is far less noisy than last-minus-
+change across the window (`stats.change_over_window`), which is far less noisy than last-minus-
 first on a per-step series.
 """
 
@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from burnish.monitors import batch
+from burnish.monitors import stats
 
 Points = Sequence[tuple[int, float]]
 
@@ -46,11 +46,11 @@ def train_up_heldout_flat(
     Returns:
         `value` is the train change across the window and `threshold` is `rise_min`.
     """
-    steps, tr, ho = batch.aligned_pairs(train, heldout)
+    steps, tr, ho = stats.aligned_pairs(train, heldout)
     if len(tr) < min_points:
         return _quiet(f"only {len(tr)} aligned points (< {min_points})")
-    d_train = batch.change_over_window(list(zip(steps, tr)))
-    d_held = batch.change_over_window(list(zip(steps, ho)))
+    d_train = stats.change_over_window(list(zip(steps, tr)))
+    d_held = stats.change_over_window(list(zip(steps, ho)))
     fired = d_train >= rise_min and d_held <= flat_frac * d_train
     return RuleResult(
         fired,
@@ -69,12 +69,12 @@ def reward_with_exploit(
     Returns:
         `value` is the Pearson correlation across steps and `threshold` is `corr_min`.
     """
-    steps, r, e = batch.aligned_pairs(reward, exploit)
+    steps, r, e = stats.aligned_pairs(reward, exploit)
     if len(r) < min_points:
         return _quiet(f"only {len(r)} aligned points (< {min_points})")
-    d_reward = batch.change_over_window(list(zip(steps, r)))
-    d_exploit = batch.change_over_window(list(zip(steps, e)))
-    corr = batch.pearson(r, e)
+    d_reward = stats.change_over_window(list(zip(steps, r)))
+    d_exploit = stats.change_over_window(list(zip(steps, e)))
+    corr = stats.pearson(r, e)
     fired = d_reward >= rise_min and d_exploit > 0 and not math.isnan(corr) and corr >= corr_min
     return RuleResult(
         fired,
@@ -92,10 +92,10 @@ def divergence(train: Points, heldout: Points) -> dict[str, float]:
         `train_slope`, `slope` (held-out), `gap` (mean of train minus held-out at shared steps),
         `trend_corr` (Pearson across steps). Undefined entries are nan.
     """
-    _, tr, ho = batch.aligned_pairs(train, heldout)
+    _, tr, ho = stats.aligned_pairs(train, heldout)
     return {
-        "train_slope": batch.slope(train),
-        "slope": batch.slope(heldout),
+        "train_slope": stats.slope(train),
+        "slope": stats.slope(heldout),
         "gap": (sum(tr) - sum(ho)) / len(tr) if tr else math.nan,
-        "trend_corr": batch.pearson(tr, ho) if len(tr) >= 2 else math.nan,
+        "trend_corr": stats.pearson(tr, ho) if len(tr) >= 2 else math.nan,
     }

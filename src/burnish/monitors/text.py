@@ -3,7 +3,7 @@
 Each function looks at one completion (and, for overlap, the reference strings it might copy) and
 returns a number or a small record. Nothing here knows about steps, groups or rewards, so every
 signal can be unit-tested on hand-written strings. The batch-level aggregates live in
-`burnish.monitors.batch`.
+`burnish.monitors.stats`.
 
 Catalogue entries (shared/docs/judges_and_hacking.md §3.1) covered here: repetition (#2), answer
 hedging (#3), grader-directed injection (#5), copying the rubric or reference (#6) and invisible or

@@ -43,7 +43,7 @@ from burnish.train.checkpoint import (
     set_rng_state,
 )
 from burnish.train.metrics import step_metrics
-from burnish.train.monitoring import RunMonitor
+from burnish.train.run_monitor import RunMonitor
 from burnish.train.setup import (
     TaskStream,
     build_envs,

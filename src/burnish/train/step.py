@@ -25,7 +25,7 @@ import torch
 
 from burnish.algorithms import LossConfig, entropy_gate_threshold, policy_loss
 from burnish.models import reference_mode, sequence_logprobs
-from burnish.train.prefix import prompt_lengths, shared_prefix_logprobs
+from burnish.models.shared_prefix import prompt_lengths, shared_prefix_logprobs
 from burnish.types import TrainBatch
 
 
@@ -39,7 +39,7 @@ class StepSettings:
     """Sampling temperature: log-probs and entropies use logits / temperature."""
     shared_prefix: bool = True
     """Run the prompt that a micro-batch's rows share once per group instead of once per row
-    (`burnish.train.prefix`); same log-probs and gradients up to float rounding."""
+    (`burnish.models.shared_prefix`); same log-probs and gradients up to float rounding."""
 
 
 def _micro_batches(rows: torch.Tensor, lengths_B: torch.Tensor, size: int) -> list[torch.Tensor]:

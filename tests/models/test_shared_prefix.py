@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from burnish.models import attach_lora, sequence_logprobs, tiny_model
-from burnish.train.prefix import (
+from burnish.models.shared_prefix import (
     plan_shared_prefixes,
     prompt_lengths,
     shared_prefix_logprobs,
