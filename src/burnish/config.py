@@ -14,7 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,7 +89,9 @@ class EnvConfig(_Section):
 
 
 class AlgorithmConfig(_Section):
-    loss: Literal["grpo", "dr_grpo", "dapo", "cispo", "gspo"] = "dapo"
+    loss: str = "dapo"
+    """A loss variant: a name of `burnish.algorithms.LOSSES` (grpo, dr_grpo, dapo, cispo, gspo,
+    gspo_token)."""
     eps_low: float | None = Field(default=None, ge=0)
     eps_high: float | None = Field(default=None, ge=0)
     kl_coef: float = Field(default=0.0, ge=0)
@@ -107,6 +116,15 @@ class AlgorithmConfig(_Section):
     """Soft overlong punishment (DAPO) over the last `overlong_cache` tokens of the budget."""
     mask_truncated: bool = False
     """Overlong filtering: no loss on completions cut off by the token budget."""
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v: str) -> str:
+        from burnish.algorithms import LOSSES
+
+        if v not in LOSSES:
+            raise ValueError(f"unknown loss {v!r}; allowed: {', '.join(LOSSES)}")
+        return v
 
     def resolved_scale(self) -> str:
         return self.advantage_scale or ("none" if self.loss == "dr_grpo" else "group")
@@ -142,6 +160,9 @@ class TrainConfig(_Section):
     inner_epochs: int = Field(default=1, ge=1)
     """Passes over the rollout batch (mu); >1 is off-policy and uses the clip / IS weights."""
     seed: int = 0
+    shared_prefix: bool = True
+    """Compute the prompt a group's rows share once per group in the training forward (same
+    log-probs up to float rounding, fewer FLOPs)."""
     checkpoint_every: int = Field(default=50, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
 
@@ -164,9 +185,10 @@ class LogConfig(_Section):
 
 class JudgeEntry(_Section):
     name: str
-    kind: Literal["rubric", "group"] = "rubric"
+    kind: str = "rubric"
+    """A judge kind: a name of `burnish.judges.kinds.JUDGE_KINDS` (rubric, group, ensemble)."""
     role: Literal["reward", "metric", "monitor"] = "reward"
-    weight: float = 1.0
+    weight: float = Field(default=1.0, allow_inf_nan=False)
     rubric: str | None = None
     """Rubric TOML path (rubric judges, and group judges that take one)."""
     base_url: str = "http://127.0.0.1:8000/v1"
@@ -180,6 +202,23 @@ class JudgeEntry(_Section):
     """What the judge sees: the final completion, or the whole conversation."""
     cache: bool = True
     price_per_1k_tokens: float | None = Field(default=None, ge=0)
+    members: list[JudgeEntry] = Field(default_factory=list)
+    """Ensemble members (kind = "ensemble"), each a judge entry of its own."""
+    aggregate: str = "mean"
+    """Ensemble aggregation: mean, min or mean_minus_std."""
+    lam: float = 1.0
+    """The lambda of mean_minus_std."""
+    min_members: int | None = Field(default=None, ge=1)
+    """Members that must score a rollout (None: all)."""
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        from burnish.judges.kinds import JUDGE_KINDS
+
+        if v not in JUDGE_KINDS:
+            raise ValueError(f"unknown judge kind {v!r}; allowed: {', '.join(JUDGE_KINDS)}")
+        return v
 
 
 class MonitorsConfig(_Section):
@@ -216,7 +255,7 @@ def _describe(err: ValidationError) -> str:
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         bad = e.get("input")
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             lines.append(f"unknown field {loc!r}")
         else:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from burnish.types import Score, StopReason, Task, Trajectory
+from burnish.types import Group, Score, StopReason, Task, Trajectory
 
 Role = Literal["reward", "metric", "monitor"]
 
@@ -70,16 +70,6 @@ class ScorerSpec:
             raise ValueError(f"scorer role must be reward, metric or monitor, got {self.role!r}")
 
 
-@dataclass(frozen=True)
-class GroupScores:
-    """Scores of one group: the combined reward per rollout and the held-out scores."""
-
-    scores: list[Score]
-    """One combined Score per trajectory (value None = unscorable)."""
-    heldout: dict[str, list[float | None]]
-    """Per `monitor` scorer: its value for each trajectory (never in the reward)."""
-
-
 def combine(parts: Sequence[tuple[ScorerSpec, Score]]) -> Score:
     """Combine the scores of one rollout from several scorers into one reward.
 
@@ -111,8 +101,12 @@ def combine(parts: Sequence[tuple[ScorerSpec, Score]]) -> Score:
 
 async def score_group(
     specs: Sequence[ScorerSpec], task: Task, trajectories: Sequence[Trajectory]
-) -> GroupScores:
-    """Run every scorer on one group (concurrently) and combine their scores per rollout."""
+) -> Group:
+    """Score one task's trajectories with every scorer (concurrently) into a `Group`.
+
+    Each rollout's scores are combined into one reward (`combine`); the `monitor` scorers'
+    values are kept apart as the group's held-out scores.
+    """
     if not any(s.role == "reward" for s in specs):
         raise ValueError("a run needs at least one scorer with role 'reward'")
     results = await asyncio.gather(*(s.scorer.score_group(task, trajectories) for s in specs))
@@ -127,8 +121,8 @@ async def score_group(
         for i in range(len(trajectories))
     ]
     heldout = {
-        spec.scorer.name: [s.value for s in res]
+        spec.scorer.name: tuple(s.value for s in res)
         for spec, res in zip(specs, results)
         if spec.role == "monitor"
     }
-    return GroupScores(scores=scores, heldout=heldout)
+    return Group(task=task, trajectories=tuple(trajectories), scores=tuple(scores), heldout=heldout)

@@ -77,7 +77,6 @@ class RunStore:
         step: int,
         metrics: dict[str, float],
         groups: Sequence[Group] = (),
-        advantages: Sequence[Sequence[float | None]] | None = None,
         alerts: Iterable[Any] = (),
         flagged: Iterable[Any] = (),
     ) -> None:
@@ -90,7 +89,7 @@ class RunStore:
             for g_idx, group in enumerate(groups):
                 prompt = _prompt_text(group)
                 for s_idx, (traj, score) in enumerate(zip(group.trajectories, group.scores)):
-                    adv = advantages[g_idx][s_idx] if advantages is not None else None
+                    adv = group.advantages[s_idx] if group.advantages is not None else None
                     rows.append(
                         (
                             step,

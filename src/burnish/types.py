@@ -183,17 +183,40 @@ class Score:
 
 @dataclass(frozen=True)
 class Group:
-    """All trajectories sampled for one task in one step, with their scores."""
+    """All trajectories sampled for one task in one step, and everything the step learns of them.
+
+    One record per group goes through the whole step: scoring fills `scores` and `heldout`,
+    dynamic sampling sets `kept`, the advantage computation fills `advantages`; the monitors,
+    packing and the run store all read this one list.
+    """
 
     task: Task
     trajectories: tuple[Trajectory, ...]
     scores: tuple[Score, ...]
+    heldout: Mapping[str, tuple[float | None, ...]] = field(default_factory=dict)
+    """Per held-out scorer (role `monitor`): its value for each trajectory (never in the reward)."""
+    kept: bool = True
+    """Whether the group is trained on (dynamic sampling drops zero-variance groups)."""
+    advantages: tuple[float | None, ...] | None = None
+    """One advantage per trajectory once computed (None: unscorable); None before that and for
+    groups that are not kept."""
 
     def __post_init__(self) -> None:
-        if len(self.trajectories) != len(self.scores):
+        n = len(self.trajectories)
+        if len(self.scores) != n:
             raise ValueError(
-                f"group of task {self.task.id!r}: {len(self.trajectories)} trajectories but "
-                f"{len(self.scores)} scores"
+                f"group of task {self.task.id!r}: {n} trajectories but {len(self.scores)} scores"
+            )
+        for name, values in self.heldout.items():
+            if len(values) != n:
+                raise ValueError(
+                    f"group of task {self.task.id!r}: {n} trajectories but {len(values)} "
+                    f"held-out scores from {name!r}"
+                )
+        if self.advantages is not None and len(self.advantages) != n:
+            raise ValueError(
+                f"group of task {self.task.id!r}: {n} trajectories but "
+                f"{len(self.advantages)} advantages"
             )
 
     @property
@@ -205,25 +228,22 @@ class Group:
 class TrainBatch:
     """Sequences of one optimizer step, ready for the loss.
 
-    Rows are right-padded to the longest sequence; padded slots have mask 0. The normalisers
-    (`num_tokens`, `num_seqs`) are for the whole optimizer step, so that a micro-batch slice of
-    this batch gives the same gradient contribution it would have in the full batch.
+    Rows are right-padded to the longest sequence; padded slots have mask 0. The training step
+    computes the loss normalisers (valid tokens, sequences) over each optimizer step's rows, so a
+    micro-batch slice gives the same gradient contribution it would have in the full batch.
     """
 
     tokens_B_T: torch.Tensor
     """[B, T] int64 token ids (prompt + completion + environment tokens)."""
     mask_B_T: torch.Tensor
     """[B, T] float, 1 on sampled tokens (the loss positions), 0 elsewhere."""
-    old_logp_B_T: torch.Tensor
-    """[B, T] float, the sampler's logprob of each sampled token (0 elsewhere)."""
+    sampler_logp_B_T: torch.Tensor
+    """[B, T] float, the sampler's logprob of each sampled token (0 elsewhere): compared with the
+    trainer's log-probs every step (`mismatch/*` metrics)."""
     advantages_B: torch.Tensor
     """[B] float, one advantage per sequence."""
     lengths_B: torch.Tensor
     """[B] int64, number of real (non-pad) tokens per row."""
-    num_tokens: float
-    """Sampled tokens in the whole optimizer step (token-mean normaliser)."""
-    num_seqs: int
-    """Sequences in the whole optimizer step (seq-mean normaliser)."""
 
     @property
     def size(self) -> int:

@@ -1,6 +1,7 @@
 """The Monitor end to end on synthetic runs: metrics, composite rules, flagged samples, state."""
 
 import asyncio
+import dataclasses
 import json
 import math
 
@@ -34,6 +35,16 @@ def heldout_for(groups, level, rng):
     ]
 
 
+def with_heldout(groups, heldout):
+    """The groups with held-out scores `{scorer: [group][rollout]}` attached to each group."""
+    if not heldout:
+        return groups
+    return [
+        dataclasses.replace(g, heldout={n: tuple(h[p]) for n, h in heldout.items()})
+        for p, g in enumerate(groups)
+    ]
+
+
 def run(steps, train_fn, heldout_fn=None, cfg=None, words_fn=lambda s: 12):
     rng = np.random.default_rng(0)
     mon = Monitor(cfg or MonitorConfig())
@@ -41,7 +52,7 @@ def run(steps, train_fn, heldout_fn=None, cfg=None, words_fn=lambda s: 12):
     for s in range(steps):
         groups = synthetic_step(rng, train_fn(s), words=words_fn(s))
         held = {"judge2": heldout_for(groups, heldout_fn(s), rng)} if heldout_fn else None
-        reports.append(mon.observe(s, groups, heldout=held))
+        reports.append(mon.observe(s, with_heldout(groups, held)))
     return mon, reports
 
 
@@ -84,10 +95,10 @@ def test_rule1_quiet_when_both_rise():
 
 
 def test_heldout_must_align():
-    mon = Monitor()
     groups = synthetic_step(np.random.default_rng(0), 0.5)
-    with pytest.raises(ValueError, match="held-out scorer 'j'.*misaligned"):
-        mon.observe(0, groups, heldout={"j": [[0.5] * 4]})
+    n = len(groups[0].trajectories)
+    with pytest.raises(ValueError, match=f"{n} trajectories but {n + 1} held-out scores from 'j'"):
+        dataclasses.replace(groups[0], heldout={"j": (0.5,) * (n + 1)})
 
 
 # ---- composite rule 2 --------------------------------------------------------------------------
@@ -247,15 +258,17 @@ def test_state_round_trip_matches_continuous_run():
     rng = np.random.default_rng(1)
     data = [step_data(s, rng) for s in range(26)]
     cont = Monitor()
-    full = [cont.observe(s, g, heldout=h, train_metrics=t) for s, (g, h, t) in enumerate(data)]
+    full = [
+        cont.observe(s, with_heldout(g, h), train_metrics=t) for s, (g, h, t) in enumerate(data)
+    ]
 
     first = Monitor()
     for s, (g, h, t) in enumerate(data[:13]):
-        first.observe(s, g, heldout=h, train_metrics=t)
+        first.observe(s, with_heldout(g, h), train_metrics=t)
     resumed = Monitor()
     resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
     rest = [
-        resumed.observe(s, g, heldout=h, train_metrics=t)
+        resumed.observe(s, with_heldout(g, h), train_metrics=t)
         for s, (g, h, t) in enumerate(data[13:], 13)
     ]
     assert [r.to_dict() for r in rest] == [r.to_dict() for r in full[13:]]

@@ -26,7 +26,7 @@ def test_roundtrip_through_toml(tmp_path):
     ("override", "needle"),
     [
         ("rollout.group_size=1", "rollout.group_size"),
-        ("algorithm.loss=ppo", "'grpo', 'dr_grpo', 'dapo', 'cispo' or 'gspo'"),
+        ("algorithm.loss=ppo", "allowed: grpo, dr_grpo, dapo, cispo, gspo, gspo_token"),
         ("train.nonsense=1", "unknown field 'train.nonsense'"),
         ("train.lr=-1", "train.lr"),
         ("algorithm.eps_low=-0.1", "algorithm.eps_low"),

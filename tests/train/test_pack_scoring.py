@@ -25,28 +25,36 @@ def test_pack_mask_comes_from_segments():
     )
     b = _traj((Segment((1,), False), Segment((9,), True, (-1.0,))), stop=StopReason.LENGTH)
     c = _traj((Segment((1,), False), Segment((8,), True, (-2.0,))))
-    g = Group(task=TASK, trajectories=(a, b, c), scores=(Score(1.0), Score(0.0), Score(None)))
-    batch = pack([g], [[0.7, -0.7, None]], pad_id=0)
+    g = Group(
+        task=TASK,
+        trajectories=(a, b, c),
+        scores=(Score(1.0), Score(0.0), Score(None)),
+        advantages=(0.7, -0.7, None),
+    )
+    dropped = Group(task=TASK, trajectories=(a,), scores=(Score(1.0),), kept=False)
+    batch = pack([g, dropped], pad_id=0)
     assert batch.size == 2  # the unscorable rollout is left out
     assert batch.tokens_B_T.tolist() == [[1, 2, 3, 4, 5, 6, 7], [1, 9, 0, 0, 0, 0, 0]]
     assert batch.mask_B_T.tolist() == [[0, 0, 0, 1, 1, 0, 1], [0, 1, 0, 0, 0, 0, 0]]
-    assert torch.allclose(batch.old_logp_B_T[0], torch.tensor([0, 0, 0, -0.1, -0.2, 0, -0.3]))
+    assert torch.allclose(batch.sampler_logp_B_T[0], torch.tensor([0, 0, 0, -0.1, -0.2, 0, -0.3]))
     assert batch.advantages_B.tolist() == pytest.approx([0.7, -0.7])
     assert batch.lengths_B.tolist() == [7, 2]
-    assert batch.num_tokens == 4 and batch.num_seqs == 2
+    assert batch.mask_B_T.sum() == 4  # the group that is not kept adds no row
 
-    filtered = pack([g], [[0.7, -0.7, None]], mask_truncated=True)
+    filtered = pack([g], mask_truncated=True)
     assert filtered.mask_B_T[1].sum() == 0  # overlong filtering zeroes the truncated row
-    assert filtered.num_seqs == 2
+    assert filtered.size == 2
 
 
 def test_pack_rejects_empty_and_mismatch():
     a = _traj((Segment((1,), False), Segment((2,), True, (-0.1,))))
-    g = Group(task=TASK, trajectories=(a,), scores=(Score(None),))
+    g = Group(task=TASK, trajectories=(a,), scores=(Score(None),), advantages=(None,))
     with pytest.raises(ValueError, match="nothing to train on"):
-        pack([g], [[None]])
-    with pytest.raises(ValueError, match="1 trajectories, 2 advantages"):
-        pack([g], [[0.1, 0.2]])
+        pack([g])
+    with pytest.raises(ValueError, match="1 trajectories but 2 advantages"):
+        Group(task=TASK, trajectories=(a,), scores=(Score(None),), advantages=(0.1, 0.2))
+    with pytest.raises(ValueError, match="needs its advantages"):
+        pack([Group(task=TASK, trajectories=(a,), scores=(Score(1.0),))])
 
 
 class _Fixed:
@@ -63,8 +71,9 @@ def test_combine_weights_roles_and_unscorable():
     held = ScorerSpec(_Fixed("held", [0.0, 1.0, 1.0]), role="monitor")
     trajs = [_traj((Segment((1,), True, (-1.0,)),))] * 3
     gs = asyncio.run(score_group([env, judge, held], TASK, trajs))
+    assert isinstance(gs, Group) and gs.kept and gs.advantages is None
     assert [s.value for s in gs.scores] == [2.0, 2.0, None]  # None from a reward judge -> None
-    assert gs.heldout == {"held": [0.0, 1.0, 1.0]}
+    assert gs.heldout == {"held": (0.0, 1.0, 1.0)}
     assert gs.scores[0].components["judge"] == 0.5
     assert gs.scores[0].components["judge/part"] == 1.0
     assert gs.scores[0].components["held"] == 0.0

@@ -17,7 +17,7 @@ def _batch(vocab: int, shared_prompt: bool = False):
     """Two groups of 4; with `shared_prompt` the rows of a group start with the same prompt."""
     g = torch.Generator().manual_seed(0)
     task = Task(id="t", prompt=(Message("user", "x"),))
-    groups, advs = [], []
+    groups = []
     for _ in range(2):
         trajs = []
         prompt = torch.randint(10, vocab, (4,), generator=g).tolist() if shared_prompt else []
@@ -32,9 +32,10 @@ def _batch(vocab: int, shared_prompt: bool = False):
                 Segment(tuple(toks[n_prompt:]), True, tuple([-1.0] * n_out)),
             )
             trajs.append(Trajectory(task, segs, task.prompt, StopReason.DONE))
-        groups.append(Group(task, tuple(trajs), tuple(Score(0.0) for _ in trajs)))
-        advs.append(torch.randn(4, generator=g).tolist())
-    return pack(groups, advs)
+        advantages = tuple(torch.randn(4, generator=g).tolist())
+        scores = tuple(Score(0.0) for _ in trajs)
+        groups.append(Group(task, tuple(trajs), scores, advantages=advantages))
+    return pack(groups)
 
 
 @pytest.mark.parametrize("shared_prompt", [False, True])

@@ -1,3 +1,4 @@
+import dataclasses
 from dataclasses import dataclass
 
 from burnish.store import RunStore
@@ -42,8 +43,11 @@ def test_write_read_truncate(tmp_path):
         store.log_step(
             step,
             {"reward/mean": step / 2},
-            [_group(str(step), [1.0, 0.0, None])],
-            [[0.5, -0.5, None]],
+            [
+                dataclasses.replace(
+                    _group(str(step), [1.0, 0.0, None]), advantages=(0.5, -0.5, None)
+                )
+            ],
             alerts=[_Alert("zscore", "length/mean", 3.0, 2.0, {"x": 1})],
         )
         store.log_eval(step, "arithmetic", {"pass@1": 0.1 * step})

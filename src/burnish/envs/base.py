@@ -20,11 +20,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from burnish.envs.tool_calls import COMPACT, ToolCallParser
+from burnish.seeds import seeded_rng
 from burnish.types import Message, Score, StepResult, StopReason, Task, Trajectory
 
 SPLITS = ("train", "test")
@@ -49,28 +49,6 @@ class Environment(Protocol):
     def score(self, task: Task, trajectory: Trajectory) -> Score: ...
 
     def validate(self, task: Task) -> None: ...
-
-
-def run_sync(coro: Any) -> Any:
-    """Run a coroutine to completion from synchronous code, even inside a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as e:  # re-raised in the caller's thread
-            box["error"] = e
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def split_of(key: str, test_fraction: float = 0.1) -> str:
@@ -110,7 +88,7 @@ def generate_tasks(
         max_misses: stop once this many draws in a row gave nothing new (space exhausted).
     """
     check_split(split)
-    rng = random.Random(f"{env_name}/{split}/{seed}")
+    rng = seeded_rng(env_name, split, seed)
     seen: set[str] = set()
     misses = 0
     while misses < max_misses:
@@ -169,19 +147,24 @@ class BaseEnv:
         return self._replay(task, parser)[0][len(task.prompt) :]
 
     def _replay(self, task: Task, parser: ToolCallParser) -> tuple[list[Message], bool]:
-        async def go() -> tuple[list[Message], bool]:
-            messages = list(await self.reset(task))
-            state: Any = None
-            for _ in range(self.max_turns):
-                action = self.teacher(task, messages, parser)
-                result = await self.step(task, state, action)
-                messages += [action, *result.observation]
-                state = result.state
-                if result.done:
-                    return messages, True
-            return messages, False
+        """The gold transcript and whether it finished. Synchronous: called from synchronous
+        code (validation, pretraining data), never from inside a run's event loop."""
+        return asyncio.run(self.gold_transcript(task, parser))
 
-        return run_sync(go())
+    async def gold_transcript(
+        self, task: Task, parser: ToolCallParser = COMPACT
+    ) -> tuple[list[Message], bool]:
+        """The whole gold conversation of `task` (prompt included) and whether it finished."""
+        messages = list(await self.reset(task))
+        state: Any = None
+        for _ in range(self.max_turns):
+            action = self.teacher(task, messages, parser)
+            result = await self.step(task, state, action)
+            messages += [action, *result.observation]
+            state = result.state
+            if result.done:
+                return messages, True
+        return messages, False
 
     def validate(self, task: Task) -> None:
         """Raise `EnvValidationError` unless the gold transcript earns `max_reward`."""
@@ -304,7 +287,7 @@ class EnvMix(BaseEnv):
 
     def tasks(self, split: str, seed: int) -> Iterator[Task]:
         check_split(split)
-        rng = random.Random(f"mix/{split}/{seed}")
+        rng = seeded_rng("mix", split, seed)
         streams = {n: iter(e.tasks(split, seed)) for n, e in self.envs.items()}
         names, weights = list(self.weights), list(self.weights.values())
         while True:

@@ -16,13 +16,13 @@ of every mean (a task left with fewer than k valid samples is left out of pass@k
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Any
 
-from burnish.envs.base import run_sync
 from burnish.envs.registry import load_env
 from burnish.eval.passk import pass_at_k
 from burnish.rollout.base import Sampler, SamplingParams
@@ -119,7 +119,7 @@ def summarize(env: Any, trajectories: Sequence[Trajectory], samples: int, split:
     )
 
 
-def evaluate(
+async def evaluate_async(
     model: Any,
     tokenizer: Any,
     env: Any,
@@ -158,20 +158,24 @@ def evaluate(
         sampler = LocalSampler(model, tokenizer, seed=seed)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature)
     repeated = [t for t in tasks for _ in range(samples)]
-    trajectories = run_sync(
-        run_episodes(
-            env,
-            repeated,
-            sampler,
-            tokenizer,
-            params,
-            concurrency=concurrency,
-            max_turns=max_turns,
-            max_tokens=max_tokens,
-            adapter=adapter,
-        )
+    trajectories = await run_episodes(
+        env,
+        repeated,
+        sampler,
+        tokenizer,
+        params,
+        concurrency=concurrency,
+        max_turns=max_turns,
+        max_tokens=max_tokens,
+        adapter=adapter,
     )
     return summarize(env, trajectories, samples, split)
+
+
+def evaluate(model: Any, tokenizer: Any, env: Any, **kwargs: Any) -> EvalResult:
+    """`evaluate_async` for synchronous callers (runs its own event loop; takes the same
+    arguments)."""
+    return asyncio.run(evaluate_async(model, tokenizer, env, **kwargs))
 
 
 def format_table(result: EvalResult) -> str:

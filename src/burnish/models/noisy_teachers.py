@@ -31,6 +31,7 @@ from typing import Any
 
 from burnish.envs.builtin.guess_number import remaining_range
 from burnish.envs.tool_calls import COMPACT, ToolCallParser
+from burnish.seeds import seeded_rng
 from burnish.types import Message, Task
 
 __all__ = ["DEFAULT_P", "MISTAKES", "NoisyTeacher", "noisy_teacher"]
@@ -133,7 +134,7 @@ def _keywords_mistake(
     del words[rng.randrange(len(words))]
     listed = ", ".join(words[:-1]) + f" and {words[-1]}"
     text = f"I thought of {listed} today."
-    if random.Random(f"grader-note-{task.id}").random() < GRADER_NOTE_RATE:
+    if seeded_rng(f"grader-note-{task.id}").random() < GRADER_NOTE_RATE:
         text += f" {GRADER_NOTE}"
     return Message("assistant", text)
 

@@ -36,6 +36,7 @@ from burnish.envs.tool_calls import COMPACT
 from burnish.models.noisy_teachers import DEFAULT_P, NoisyTeacher, noisy_teacher
 from burnish.models.threads import set_threads
 from burnish.models.tiny import tiny_model
+from burnish.seeds import seeded_rng
 from burnish.types import Message, Task
 
 __all__ = [
@@ -180,7 +181,7 @@ class TranscriptStream:
     def __init__(self, config: PretrainConfig, tokenizer: Any, seed: int) -> None:
         self.tokenizer = tokenizer
         self.seed = seed
-        self.rng = random.Random(f"burnish-tiny/{seed}")
+        self.rng = seeded_rng("burnish-tiny", seed)
         names = [n for n, w in config.weights.items() if w > 0]
         self.names, self.weights = names, [config.weights[n] for n in names]
         self.envs = {n: load_env(n) for n in names}

@@ -24,6 +24,17 @@ from burnish.monitors.records import Alert, MonitorReport
 from burnish.types import Group, Task
 
 HeldOut = Mapping[str, Sequence[Sequence[float | None]]]
+"""Held-out scores per scorer name, `[group][rollout]`."""
+
+
+def heldout_of(groups: Sequence[Group]) -> HeldOut:
+    """The groups' held-out scores per scorer, `[group][rollout]` (None where a group lacks one)."""
+    names = sorted({name for g in groups for name in g.heldout})
+    return {
+        n: [list(g.heldout.get(n, (None,) * len(g.trajectories))) for g in groups] for n in names
+    }
+
+
 """Held-out scorer name -> its scores `[group][rollout]` (None: not scored), aligned with groups."""
 
 _EVIDENCE_FLAG = {
@@ -83,35 +94,31 @@ class Monitor:
         step: int,
         groups: Sequence[Group],
         *,
-        heldout: HeldOut | None = None,
         train_metrics: Mapping[str, float] | None = None,
     ) -> MonitorReport:
         """Measure one step, update the detectors and rules, and report.
 
         Args:
             step: the training step (monotonically increasing).
-            groups: the step's scored groups.
-            heldout: held-out scores per scorer name, aligned `[group][rollout]` with `groups`.
+            groups: the step's scored groups, with their held-out scores (`Group.heldout`).
             train_metrics: the step's training metrics (reads `config.kl_key`, `entropy_key`).
-
-        Raises:
-            ValueError: held-out scores not aligned with the groups.
         """
         cfg = self.config
+        heldout = heldout_of(groups)
         feats_P_G = step_features(groups, cfg)
         sig = step_signals(feats_P_G, cfg)
         sig["length/drift"] = stats.relative_change(
             sig["length/mean"], self._baseline("length/mean", sig["length/mean"])
         )
         sig.update(self._training_signals(step, train_metrics or {}))
-        sig.update(self._heldout_signals(feats_P_G, heldout or {}))
+        sig.update(self._heldout_signals(feats_P_G, heldout))
         for name, v in sig.items():
             self._push(name, step, v)
-        sig.update(self._heldout_trends(heldout or {}))
+        sig.update(self._heldout_trends(heldout))
 
         flags_P_G = flags_of(feats_P_G, cfg)
         alerts = self._detect(step, sig, feats_P_G, flags_P_G)
-        alerts += self._composite(step, heldout or {}, feats_P_G, flags_P_G)
+        alerts += self._composite(step, heldout, feats_P_G, flags_P_G)
         flagged = select_flagged(step, [g.task.id for g in groups], feats_P_G, flags_P_G, cfg)
         self.observed += 1
         metrics = {f"monitor/{k}": float(v) for k, v in sig.items() if not math.isnan(v)}
@@ -187,16 +194,8 @@ class Monitor:
     def _heldout_signals(
         self, feats_P_G: Sequence[Sequence[RolloutFeatures]], heldout: HeldOut
     ) -> dict[str, float]:
-        if not isinstance(heldout, Mapping):
-            raise ValueError(
-                f"heldout must map a scorer name to [group][rollout] scores, got {type(heldout)}"
-            )
         out: dict[str, float] = {}
         for name, h_P_G in heldout.items():
-            try:
-                stats._check_aligned(feats_P_G, h_P_G)
-            except ValueError as e:
-                raise ValueError(f"held-out scorer {name!r}: {e}") from e
             pairs = [
                 (f.reward, h)
                 for fs, hs in zip(feats_P_G, h_P_G)

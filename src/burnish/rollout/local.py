@@ -125,7 +125,6 @@ class LocalSampler:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="burnish-sampler")
         self._pending: list[_Request] = []
         self._worker: asyncio.Task | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- the Sampler protocol -------------------------------------------------------------
 
@@ -137,8 +136,6 @@ class LocalSampler:
         self._check_prompts(prompts)
         self._check_adapter(adapter)
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new event loop (e.g. a new asyncio.run): start afresh
-            self._loop, self._pending, self._worker = loop, [], None
         base_seed = params.seed if params.seed is not None else self._rng.getrandbits(62)
         request = _Request(
             [list(p) for p in prompts], params, adapter, base_seed, loop.create_future()

@@ -1,18 +1,17 @@
 """The run's reward-hacking monitor: wires `burnish.monitors.Monitor` into the training loop.
 
-It turns the loop's per-group held-out scores into the monitor's `[group][rollout]` layout, runs
-the canary probes against every reward scorer when they are due, and translates the monitor's
-advice (`on_alert`) into what the loop does: nothing more, a checkpoint, or a stop.
+It hands the step's groups (with their held-out scores) to the monitor, runs the canary probes
+against every reward scorer when they are due, and translates the monitor's advice (`on_alert`)
+into what the loop does: nothing more, a checkpoint, or a stop.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from burnish.config import RunConfig
+from burnish.config import MonitorsConfig
 from burnish.monitors import Alert, FlaggedSample, Monitor, MonitorConfig
 from burnish.scoring import ScorerSpec
 from burnish.types import Group
@@ -27,47 +26,24 @@ class StepReport:
     checkpoint: bool = False
 
 
-def heldout_by_scorer(
-    heldout_P: Sequence[Mapping[str, list[float | None]]],
-) -> dict[str, list[list[float | None]]]:
-    """[{name: scores_G} per group] -> {name: scores_P_G}."""
-    names = sorted({n for h in heldout_P for n in h})
-    return {n: [list(h[n]) for h in heldout_P] for n in names}
-
-
 class RunMonitor:
     """The monitor of one run (a no-op when `monitors.enabled` is false)."""
 
-    def __init__(self, config: RunConfig, scorers: Mapping[str, Sequence[ScorerSpec]]) -> None:
-        self.enabled = config.monitors.enabled
-        self.monitor = (
-            Monitor(MonitorConfig.from_mapping(config.monitors.options)) if self.enabled else None
-        )
-        self.probe_scorers = {
-            spec.scorer.name: spec.scorer
-            for specs in scorers.values()
-            for spec in specs
-            if spec.role == "reward"
-        }
+    def __init__(self, config: MonitorsConfig, scorers: Sequence[ScorerSpec]) -> None:
+        self.enabled = config.enabled
+        self.monitor = Monitor(MonitorConfig.from_mapping(config.options)) if self.enabled else None
+        self.probe_scorers = {s.scorer.name: s.scorer for s in scorers if s.role == "reward"}
 
-    def observe(
-        self,
-        step: int,
-        groups: Sequence[Group],
-        heldout_P: Sequence[Mapping[str, list[float | None]]],
-        train_metrics: Mapping[str, float],
+    async def observe(
+        self, step: int, groups: Sequence[Group], train_metrics: Mapping[str, float]
     ) -> StepReport:
         if self.monitor is None or not groups:
             return StepReport()
-        reports = [
-            self.monitor.observe(
-                step, groups, heldout=heldout_by_scorer(heldout_P), train_metrics=train_metrics
-            )
-        ]
+        reports = [self.monitor.observe(step, groups, train_metrics=train_metrics)]
         if self.monitor.should_probe(step):
             task = groups[0].task
             for scorer in self.probe_scorers.values():
-                reports.append(asyncio.run(self.monitor.run_probes(step, scorer, task)))
+                reports.append(await self.monitor.run_probes(step, scorer, task))
         out = StepReport()
         for r in reports:
             out.metrics.update(r.metrics)

@@ -6,24 +6,21 @@ Kept apart from `loop.py` so that the loop reads as the algorithm and nothing el
 from __future__ import annotations
 
 import math
-import random
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from burnish.algorithms import LossConfig
-from burnish.config import JudgeEntry, RunConfig
-from burnish.envs import load_env
+from burnish.config import JudgeEntry, LoraConfig, ModelConfig, RunConfig, TrainConfig
+from burnish.envs import EnvMix, load_env
 from burnish.models import attach_lora, load_model, set_threads
 from burnish.scoring import EnvScorer, ScorerSpec
-from burnish.types import Task
+from burnish.train.plan import judge_config
 
 
-def build_policy(config: RunConfig):
+def build_policy(m: ModelConfig, lora: LoraConfig, seed: int):
     """Load the base model and wrap it for training (LoRA, or full fine-tuning)."""
     from transformers.utils import logging as hf_logging
 
@@ -31,21 +28,18 @@ def build_policy(config: RunConfig):
     warnings.filterwarnings(
         "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
     )
-    set_threads(config.model.threads)
-    torch.manual_seed(config.train.seed)
+    set_threads(m.threads)
+    torch.manual_seed(seed)
     model, tokenizer = load_model(
-        config.model.name,
-        dtype=config.model.dtype,
-        device=config.model.device,
-        trust_remote_code=config.model.trust_remote_code,
+        m.name, dtype=m.dtype, device=m.device, trust_remote_code=m.trust_remote_code
     )
-    if config.lora.enabled:
+    if lora.enabled:
         model = attach_lora(
             model,
-            rank=config.lora.rank,
-            alpha=config.lora.alpha,
-            dropout=config.lora.dropout,
-            target_modules=config.lora.target_modules,
+            rank=lora.rank,
+            alpha=lora.alpha,
+            dropout=lora.dropout,
+            target_modules=lora.target_modules,
         )
     else:
         for p in model.parameters():
@@ -54,28 +48,21 @@ def build_policy(config: RunConfig):
     return model, tokenizer
 
 
-def build_envs(config: RunConfig) -> list[tuple[Any, float]]:
-    """The run's environments with their mixture weights."""
-    return [(load_env(e.name, **e.kwargs), e.weight) for e in config.env.entries()]
+def build_env(config: RunConfig) -> Any:
+    """The run's environment: the configured one, or an `EnvMix` of the configured mixture."""
+    entries = config.env.entries()
+    envs = [load_env(e.name, **e.kwargs) for e in entries]
+    if len(envs) == 1:
+        return envs[0]
+    return EnvMix(envs, [e.weight for e in entries])
 
 
-def loss_config(config: RunConfig) -> LossConfig:
-    a = config.algorithm
-    return LossConfig(
-        name=a.loss,
-        eps_low=a.eps_low,
-        eps_high=a.eps_high,
-        kl_coef=a.kl_coef,
-        kl_estimator=a.kl_estimator,
-        aggregation=a.aggregation,
-        max_completion_len=config.env.max_tokens or config.rollout.max_new_tokens,
-        dual_clip=a.dual_clip,
-        entropy_coef=a.entropy_coef,
-        entropy_gate_quantile=a.entropy_gate_quantile,
-    )
+def member_envs(env: Any) -> list[Any]:
+    """The environments evaluated one by one: a mixture's members, or the environment itself."""
+    return list(env.envs.values()) if isinstance(env, EnvMix) else [env]
 
 
-def build_scorers(config: RunConfig, env) -> list[ScorerSpec]:
+def build_scorers(config: RunConfig, env: Any) -> list[ScorerSpec]:
     """The environment's programmatic score plus the configured judges."""
     specs = [ScorerSpec(EnvScorer(env), weight=config.env_score.weight, role=config.env_score.role)]
     for entry in config.judges:
@@ -89,59 +76,46 @@ def build_scorers(config: RunConfig, env) -> list[ScorerSpec]:
 
 
 def build_judge(entry: JudgeEntry, run_dir: str):
-    """A RubricJudge or GroupJudge from a `[[judges]]` entry; cached in the run directory."""
-    from burnish.judges import (
-        GroupJudge,
-        JudgeCache,
-        JudgeConfig,
-        RubricJudge,
-        builtin_rubric,
-        load_rubric,
-    )
+    """The judge of a `[[judges]]` entry (its kind from `JUDGE_KINDS`); cached in the run
+    directory."""
+    from burnish.judges import JudgeCache, builtin_rubric, load_rubric
+    from burnish.judges.kinds import JudgeSpec, build_judge_of
 
     rubric = None
     if entry.rubric is not None:
         is_file = entry.rubric.endswith(".toml") or Path(entry.rubric).exists()
         rubric = load_rubric(entry.rubric) if is_file else builtin_rubric(entry.rubric)
-    jc = JudgeConfig(
-        base_url=entry.base_url,
-        model=entry.model,
-        api_key_env=entry.api_key_env,
-        temperature=entry.temperature,
-        timeout_s=entry.timeout,
-        max_concurrency=entry.max_concurrency,
-        requests_per_minute=entry.requests_per_minute,
-        price_per_1k_prompt_tokens=entry.price_per_1k_tokens,
-        price_per_1k_completion_tokens=entry.price_per_1k_tokens,
+    spec = JudgeSpec(
+        name=entry.name,
+        kind=entry.kind,
+        config=None if entry.members else judge_config(entry),
+        rubric=rubric,
+        cache=JudgeCache(Path(run_dir) / "judge_cache.db") if entry.cache else None,
+        view=entry.view,
+        members=tuple(build_judge(m, run_dir) for m in entry.members),
+        aggregate=entry.aggregate,
+        lam=entry.lam,
+        min_members=entry.min_members,
     )
-    cache = JudgeCache(Path(run_dir) / "judge_cache.db") if entry.cache else None
-    if entry.kind == "rubric":
-        if rubric is None:
-            raise ValueError(
-                f"judge {entry.name!r}: a rubric judge needs `rubric` (a TOML path or built-in name)"
-            )
-        return RubricJudge(rubric, jc, cache=cache, name=entry.name, view=entry.view, seed=0)
-    return GroupJudge(jc, rubric=rubric, cache=cache, name=entry.name, view=entry.view, seed=0)
+    return build_judge_of(spec)
 
 
-def judge_metrics(scorers: dict[str, list[ScorerSpec]]) -> dict[str, float]:
+def judge_metrics(scorers: Sequence[ScorerSpec]) -> dict[str, float]:
     """Judge calls, tokens, cost, unscorable and cache-hit rates since the last call, per judge."""
     out: dict[str, float] = {}
-    seen = set()
-    for specs in scorers.values():
-        for spec in specs:
-            judge = spec.scorer
-            if id(judge) in seen or not hasattr(judge, "metrics"):
-                continue
-            seen.add(id(judge))
-            for k, v in judge.metrics().items():
-                out[f"{k}/{judge.name}" if k.startswith("judge/") else k] = float(v)
-            judge.reset_metrics()
+    for spec in scorers:
+        judge = spec.scorer
+        if not hasattr(judge, "metrics"):
+            continue
+        for k, v in judge.metrics().items():
+            out[f"{k}/{judge.name}" if k.startswith("judge/") else k] = float(v)
+        judge.reset_metrics()
     return out
 
 
-def build_optimizer(config: RunConfig, policy) -> tuple[torch.optim.Optimizer, Any]:
-    t = config.train
+def build_optimizer(t: TrainConfig, policy) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW over the trainable parameters and its LR schedule (warmup, then constant, linear
+    or cosine decay)."""
     params = [p for p in policy.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the policy has no trainable parameters")
@@ -158,40 +132,3 @@ def build_optimizer(config: RunConfig, policy) -> tuple[torch.optim.Optimizer, A
         }[t.schedule]
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-@dataclass
-class TaskStream:
-    """Training tasks drawn from a weighted mixture of environments, resumable by a cursor.
-
-    The environment of each draw comes from an RNG seeded by (seed, step, round), so the draws of
-    a step do not depend on anything but the step; the cursor counts the tasks each environment's
-    stream has yielded, so a resumed run continues where it left off.
-    """
-
-    envs: list[tuple[Any, float]]
-    seed: int
-    cursor: dict[str, int] = field(default_factory=dict)
-    _iters: dict[str, Iterator[Task]] = field(default_factory=dict, repr=False)
-
-    def _next(self, env) -> Task:
-        name = env.name
-        if name not in self._iters:
-            it = iter(env.tasks("train", self.seed))
-            for _ in range(self.cursor.get(name, 0)):
-                next(it)
-            self._iters[name] = it
-        try:
-            task = next(self._iters[name])
-        except StopIteration:  # a finite split: start it over
-            self._iters[name] = iter(env.tasks("train", self.seed))
-            task = next(self._iters[name])
-        self.cursor[name] = self.cursor.get(name, 0) + 1
-        return task
-
-    def draw(self, n: int, step: int, round_: int) -> list[tuple[Any, Task]]:
-        rng = random.Random(f"{self.seed}-{step}-{round_}")
-        envs = [e for e, _ in self.envs]
-        weights = [w for _, w in self.envs]
-        picks = rng.choices(envs, weights=weights, k=n)
-        return [(env, self._next(env)) for env in picks]

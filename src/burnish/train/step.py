@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from burnish.algorithms import LossConfig, entropy_gate_threshold, policy_loss
+from burnish.algorithms.mismatch import mismatch_sums
 from burnish.models import reference_mode, sequence_logprobs
 from burnish.models.shared_prefix import prompt_lengths, shared_prefix_logprobs
 from burnish.types import TrainBatch
@@ -93,7 +94,8 @@ def train_on_batch(
     """Run `inner_epochs` × `minibatches` optimizer steps on one rollout batch.
 
     Returns the metrics averaged over micro-batches (weighted by their valid tokens), plus
-    `loss/total`, `grad/norm` and `train/optimizer_steps`.
+    `loss/total`, `grad/norm`, `train/optimizer_steps` and the sampler/trainer mismatch
+    (`mismatch/k3`, `mismatch/ratio_max`, measured before the first update).
     """
     B = batch.size
     off_policy = settings.inner_epochs > 1 or settings.minibatches > 1
@@ -112,6 +114,10 @@ def train_on_batch(
         else None
     )
 
+    mismatch = [0.0, 0.0, float("-inf")]  # k3 sum, tokens, max ratio: sampler vs trainer
+    if old_logp_B_T is not None:  # the no-grad pass ran before any update: measure on it
+        _add_mismatch(mismatch, old_logp_B_T, batch.sampler_logp_B_T, batch.mask_B_T)
+
     params = [p for p in policy.parameters() if p.requires_grad]
     sums: dict[str, float] = defaultdict(float)
     maxes: dict[str, float] = {}
@@ -125,7 +131,11 @@ def train_on_batch(
             for idx in _micro_batches(rows, batch.lengths_B, settings.micro_batch_size):
                 logp, ent, T = _forward(policy, batch, idx, settings, with_entropy=True)
                 mask = batch.mask_B_T[idx, :T]
-                old = logp.detach() if old_logp_B_T is None else old_logp_B_T[idx, :T]
+                if old_logp_B_T is None:  # on-policy: one pass, before the update
+                    old = logp.detach()
+                    _add_mismatch(mismatch, old, batch.sampler_logp_B_T[idx, :T], mask)
+                else:
+                    old = old_logp_B_T[idx, :T]
                 loss, m = policy_loss(
                     logp,
                     old,
@@ -161,4 +171,16 @@ def train_on_batch(
     metrics["loss/total"] = sum(losses) / len(losses)
     metrics["grad/norm"] = sum(norms) / len(norms)
     metrics["train/optimizer_steps"] = float(len(losses))
+    if mismatch[1]:
+        metrics["mismatch/k3"] = mismatch[0] / mismatch[1]
+        metrics["mismatch/ratio_max"] = mismatch[2]
     return metrics
+
+
+def _add_mismatch(acc: list[float], trainer_logp, sampler_logp, mask) -> None:
+    """Accumulate `mismatch_sums` of one slice into `acc` = [k3 sum, tokens, max ratio]."""
+    k3, n, ratio_max = mismatch_sums(trainer_logp, sampler_logp, mask)
+    acc[0] += k3
+    acc[1] += n
+    if n:
+        acc[2] = max(acc[2], ratio_max)
