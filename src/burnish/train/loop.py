@@ -17,13 +17,17 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from burnish.config import RunConfig, save_config
 from burnish.eval import evaluate_async
 from burnish.rollout import LocalSampler
 from burnish.rollout.pack import pack
+from burnish.scoring import ScorerSpec
 from burnish.store import RunStore
 from burnish.train.checkpoint import (
     TrainerState,
@@ -41,7 +45,7 @@ from burnish.train.groups import (
     with_advantages,
 )
 from burnish.train.metrics import step_metrics
-from burnish.train.plan import EvalSettings, RunPlan
+from burnish.train.plan import RunPlan
 from burnish.train.run_monitor import RunMonitor
 from burnish.train.setup import (
     build_env,
@@ -53,33 +57,10 @@ from burnish.train.setup import (
 )
 from burnish.train.sinks import build_sinks
 from burnish.train.step import train_on_batch
+from burnish.types import Group
 
 OnStep = Callable[[int, dict[str, float]], None]
 log = logging.getLogger("burnish")
-
-
-async def run_eval(
-    settings: EvalSettings, policy, tokenizer, envs, store: RunStore, step: int
-) -> dict[str, Any]:
-    """Evaluate on every environment's test split; log and return {env: metrics}."""
-    out = {}
-    for env in envs:
-        res = await evaluate_async(
-            policy,
-            tokenizer,
-            env,
-            samples=settings.samples,
-            n_tasks=settings.n_tasks,
-            split="test",
-            temperature=settings.temperature,
-            seed=settings.seed,
-            max_new_tokens=settings.max_new_tokens,
-            **settings.budget.kwargs(),
-        )
-        metrics = res.to_dict()
-        store.log_eval(step, env.name, metrics)
-        out[env.name] = metrics
-    return out
 
 
 def train(
@@ -92,11 +73,95 @@ def train(
     return asyncio.run(train_async(config, resume=resume, on_step=on_step))
 
 
+@dataclass
+class Run:
+    """The live pieces of one run, built once by `start_run`."""
+
+    config: RunConfig
+    plan: RunPlan
+    run_dir: Path
+    store: RunStore
+    policy: Any
+    tokenizer: Any
+    eval_envs: list[Any]
+    scorers: list[ScorerSpec]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    sampler: LocalSampler
+    tasks: TaskCursor
+    monitor: RunMonitor
+    sinks: list[Any]
+    start: int = 0
+    """The first step to run (after a resume: the checkpoint's step count)."""
+    before: dict[str, Any] | None = None
+    """Test metrics of the model before training."""
+
+
 async def train_async(
     config: RunConfig, *, resume: bool = False, on_step: OnStep | None = None
 ) -> dict[str, Any]:
     """`train` for callers that already run an event loop."""
     t0 = time.time()
+    run = start_run(config, resume)
+    if run.before is None:
+        run.before = await run_eval(run, step=0)
+    for step in range(run.start, config.train.steps):
+        ts = time.time()
+        groups, metrics = await rl_step(run, step)
+        report = await run.monitor.observe(step, groups, metrics)
+        metrics.update(report.metrics)
+        for a in report.alerts:  # to the console as they happen; also in the store and summary
+            log.warning(
+                "monitor alert at step %d: %s on %s: %s", step, a.rule, a.signal, a.evidence
+            )
+        metrics.update({"time/step": time.time() - ts, "lr": run.scheduler.get_last_lr()[0]})
+        every = run.plan.eval.every
+        if every and (step + 1) % every == 0 and step + 1 < config.train.steps:
+            for env_name, m in (await run_eval(run, step + 1)).items():
+                metrics.update(
+                    {f"eval/{env_name}/{k}": v for k, v in m.items() if isinstance(v, float)}
+                )
+        run.store.log_step(step, metrics, groups, report.alerts, report.flagged)
+        for sink in run.sinks:
+            sink.log(step, metrics)
+        if on_step is not None:
+            on_step(step, metrics)
+        if report.stop or (step + 1) % config.train.checkpoint_every == 0 or report.checkpoint:
+            checkpoint(run, step + 1)
+        if report.stop:
+            break
+    return await finish_run(run, t0)
+
+
+async def rl_step(run: Run, step: int) -> tuple[list[Group], dict[str, float]]:
+    """One RL step: sample and score groups, shape rewards, advantages, update, sync."""
+    t0 = time.time()
+    groups, metrics = await collect_groups(
+        run.plan.collect, run.tasks, run.sampler, run.tokenizer, run.scorers, step
+    )
+    t_sample = time.time() - t0
+    groups = with_advantages(
+        shape_rewards(groups, run.plan.shaping), run.plan.shaping.advantage_scale
+    )
+    metrics.update({**step_metrics(groups), **judge_metrics(run.scorers), "time/sample": t_sample})
+    if informative(groups):
+        batch = pack(
+            groups,
+            mask_truncated=run.plan.shaping.mask_truncated,
+            pad_id=run.tokenizer.pad_token_id or 0,
+        )
+        metrics.update(
+            train_on_batch(run.policy, batch, run.plan.loss, run.optimizer, run.plan.step)
+        )
+        run.scheduler.step()
+    else:  # nothing informative this step: no update
+        metrics["train/skipped"] = 1.0
+    await run.sampler.sync(run.policy)
+    return groups, metrics
+
+
+def start_run(config: RunConfig, resume: bool) -> Run:
+    """Open the run directory, build every piece, and restore the last checkpoint on resume."""
     run_dir = Path(config.log.run_dir)
     store = RunStore.open(run_dir / "run.db")
     if not resume and store.last_step() is not None:
@@ -105,107 +170,94 @@ async def train_async(
             "with --resume, or set another log.run_dir"
         )
     save_config(config, run_dir / "config.toml")
-
     policy, tokenizer = build_policy(config.model, config.lora, seed=config.train.seed)
     env = build_env(config)
-    plan = RunPlan.from_config(config, env)
     scorers = build_scorers(config, env)
     optimizer, scheduler = build_optimizer(config.train, policy)
-    sampler = LocalSampler(policy, tokenizer)
-    tasks = TaskCursor(env, seed=config.train.seed)
-    monitor = RunMonitor(config.monitors, scorers)
-    sinks = build_sinks(config)
-    eval_envs = member_envs(env)
-
-    start, before = 0, None
+    run = Run(
+        config=config,
+        plan=RunPlan.from_config(config, env),
+        run_dir=run_dir,
+        store=store,
+        policy=policy,
+        tokenizer=tokenizer,
+        eval_envs=member_envs(env),
+        scorers=scorers,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        sampler=LocalSampler(policy, tokenizer),
+        tasks=TaskCursor(env, seed=config.train.seed),
+        monitor=RunMonitor(config.monitors, scorers),
+        sinks=build_sinks(config),
+    )
     checkpoints = list_checkpoints(run_dir) if resume else []
     if checkpoints:
         state = load_checkpoint(checkpoints[-1], policy)
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
-        tasks.drawn = int(state.cursor.get("tasks", 0))
-        monitor.load_state_dict(state.monitor)
+        run.tasks.drawn = int(state.cursor.get("tasks", 0))
+        run.monitor.load_state_dict(state.monitor)
         set_rng_state(state.rng)
-        start, before = state.step, state.extra.get("before")
-    store.truncate_after(start if checkpoints else -1)  # steps after the checkpoint are re-run
-    if before is None:
-        before = await run_eval(plan.eval, policy, tokenizer, eval_envs, store, step=0)
+        run.start, run.before = state.step, state.extra.get("before")
+    store.truncate_after(run.start if checkpoints else -1)  # steps after the checkpoint re-run
+    return run
 
-    for step in range(start, config.train.steps):
-        ts = time.time()
-        groups, sampling = await collect_groups(
-            plan.collect, tasks, sampler, tokenizer, scorers, step
-        )
-        t_sample = time.time() - ts
-        groups = with_advantages(shape_rewards(groups, plan.shaping), plan.shaping.advantage_scale)
-        metrics = {**sampling, **step_metrics(groups), **judge_metrics(scorers)}
-        if informative(groups):
-            batch = pack(
-                groups,
-                mask_truncated=plan.shaping.mask_truncated,
-                pad_id=tokenizer.pad_token_id or 0,
-            )
-            metrics.update(train_on_batch(policy, batch, plan.loss, optimizer, plan.step))
-            scheduler.step()
-        else:  # nothing informative this step: no update
-            metrics["train/skipped"] = 1.0
-        await sampler.sync(policy)
-        report = await monitor.observe(step, groups, metrics)
-        metrics.update(report.metrics)
-        for a in report.alerts:  # to the console as they happen; also in the store and summary
-            log.warning(
-                "monitor alert at step %d: %s on %s: %s", step, a.rule, a.signal, a.evidence
-            )
-        metrics.update(
-            {
-                "time/sample": t_sample,
-                "time/step": time.time() - ts,
-                "lr": scheduler.get_last_lr()[0],
-            }
-        )
-        every = plan.eval.every
-        if every and (step + 1) % every == 0 and step + 1 < config.train.steps:
-            evals = await run_eval(plan.eval, policy, tokenizer, eval_envs, store, step + 1)
-            for env_name, m in evals.items():
-                metrics.update(
-                    {f"eval/{env_name}/{k}": v for k, v in m.items() if isinstance(v, float)}
-                )
-        store.log_step(step, metrics, groups, report.alerts, report.flagged)
-        for sink in sinks:
-            sink.log(step, metrics)
-        if on_step is not None:
-            on_step(step, metrics)
-        if report.stop or (step + 1) % config.train.checkpoint_every == 0 or report.checkpoint:
-            state = TrainerState(
-                step + 1,
-                optimizer.state_dict(),
-                scheduler.state_dict(),
-                rng_state(),
-                {"tasks": tasks.drawn},
-                monitor.state_dict(),
-                {"before": before},
-            )
-            save_checkpoint(run_dir, policy, state, keep=config.train.keep_checkpoints)
-        if report.stop:
-            break
 
-    last = (store.last_step() or 0) + 1
-    after = await run_eval(plan.eval, policy, tokenizer, eval_envs, store, step=last)
+def checkpoint(run: Run, steps_done: int) -> None:
+    """Save the adapter and everything a resumed run needs, after `steps_done` steps."""
+    state = TrainerState(
+        steps_done,
+        run.optimizer.state_dict(),
+        run.scheduler.state_dict(),
+        rng_state(),
+        {"tasks": run.tasks.drawn},
+        run.monitor.state_dict(),
+        {"before": run.before},
+    )
+    save_checkpoint(run.run_dir, run.policy, state, keep=run.config.train.keep_checkpoints)
+
+
+async def run_eval(run: Run, step: int) -> dict[str, Any]:
+    """Evaluate on every environment's test split; log and return {env: metrics}."""
+    settings, out = run.plan.eval, {}
+    for env in run.eval_envs:
+        res = await evaluate_async(
+            run.policy,
+            run.tokenizer,
+            env,
+            samples=settings.samples,
+            n_tasks=settings.n_tasks,
+            split="test",
+            temperature=settings.temperature,
+            seed=settings.seed,
+            max_new_tokens=settings.max_new_tokens,
+            **settings.budget.kwargs(),
+        )
+        metrics = res.to_dict()
+        run.store.log_eval(step, env.name, metrics)
+        out[env.name] = metrics
+    return out
+
+
+async def finish_run(run: Run, t0: float) -> dict[str, Any]:
+    """The final evaluation and `summary.json`; closes the store and the sinks."""
+    store = run.store
+    after = await run_eval(run, step=(store.last_step() or 0) + 1)
     summary = {
-        "run_dir": str(run_dir),
+        "run_dir": str(run.run_dir),
         "steps": len(store.steps()),
         "wall_seconds": round(time.time() - t0, 2),
-        "before": _headline(before),
+        "before": _headline(run.before),
         "after": _headline(after),
-        "per_env": {"before": before, "after": after},
+        "per_env": {"before": run.before, "after": after},
         "alerts": [
             {"rule": a["rule"], "step": a["step"], "signal": a["signal"], "evidence": a["evidence"]}
             for a in store.alerts()
         ],
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     store.close()
-    for sink in sinks:
+    for sink in run.sinks:
         sink.close()
     return summary
 
