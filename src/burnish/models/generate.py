@@ -166,6 +166,9 @@ def generate_rows(
 
     Returns:
         One `RowResult` per row, in order.
+
+    One function on purpose: the decode loop's state (cache, positions, finished rows, per-row
+    generators) is shared by every step of the loop, and splitting it would pass all of it around.
     """
     device = next(model.parameters()).device
     cache_kw, has_keep = _forward_keywords(model)

@@ -200,6 +200,10 @@ def shared_prefix_logprobs(
 
     Raises:
         ValueError: on bad shapes, temperature or chunk size.
+
+    Longer than most functions here on purpose: the prefix pass, the KV-cache expansion and the
+    suffix pass share index tensors and must be read together to check that every position's
+    context is exactly what a plain forward would give it.
     """
     if tokens_B_T.dim() != 2:
         raise ValueError(f"tokens_B_T must be [B, T], got shape {tuple(tokens_B_T.shape)}")

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from burnish.envs.tool_calls import ToolCallParser, parser_for
 from burnish.rollout.base import Completion, Sampler, SamplingParams
+from burnish.seeds import derive_seed
 from burnish.types import Message, Segment, StopReason, Task, Trajectory
 
 DEFAULT_MAX_TOKENS = 4096
@@ -169,6 +169,9 @@ async def run_episode(
     Returns:
         The trajectory; `info` holds `turns`, `tool_calls`, `step_rewards`,
         `template_mismatches` and `sampled_tokens`.
+
+    One function on purpose: the episode is a state machine over one recorder (its token
+    segments, budget and messages), and every branch that ends it must be read beside the others.
     """
     tools = _resolve(env, task, "tool_schemas", ())
     limit = max_turns if max_turns is not None else _resolve(env, task, "max_turns", 1)
@@ -245,12 +248,6 @@ async def run_episode(
             "sampled_tokens": sum(len(s.tokens) for s in rec.segments if s.sampled),
         },
     )
-
-
-def derive_seed(seed: int, index: int) -> int:
-    """A seed for sub-stream `index` of `seed` (stable across runs and platforms)."""
-    digest = hashlib.sha256(f"{seed}/{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 2
 
 
 def _env_for(envs: Any, task: Task, index: int) -> Any:

@@ -34,25 +34,12 @@ import torch
 from burnish.models.generate import GenerationRow, RowResult, generate_rows
 from burnish.models.lora import is_lora, reference_mode
 from burnish.rollout.base import Completion, SamplingParams
+from burnish.seeds import mix_seed
 
-__all__ = ["BASE_ADAPTER", "LocalSampler", "SamplerStats", "mix_seed"]
+__all__ = ["BASE_ADAPTER", "LocalSampler", "SamplerStats"]
 
 BASE_ADAPTER = "base"
 """The adapter name meaning "the base model, every adapter disabled" (the reference policy)."""
-
-_MASK64 = (1 << 64) - 1
-
-
-def mix_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (splitmix64 steps): stable across runs and platforms."""
-    x = 0x9E3779B97F4A7C15
-    for p in parts:
-        x = (x ^ (p & _MASK64)) & _MASK64
-        x = (x + 0x9E3779B97F4A7C15) & _MASK64
-        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-        x ^= x >> 31
-    return x >> 1
 
 
 @dataclass

@@ -29,7 +29,8 @@ import httpx
 
 from burnish.models.lora import save_adapter
 from burnish.rollout.base import Completion, SamplingParams
-from burnish.rollout.local import BASE_ADAPTER, mix_seed
+from burnish.rollout.local import BASE_ADAPTER
+from burnish.seeds import mix_seed
 
 __all__ = ["OpenAISampler", "SamplerServerError"]
 

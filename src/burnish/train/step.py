@@ -84,6 +84,28 @@ def _no_grad_pass(policy, batch, settings, *, reference: bool, with_entropy: boo
     return logp_B_T, ent_B_T
 
 
+def _before_update(policy, batch: TrainBatch, loss_config: LossConfig, settings: StepSettings):
+    """The no-grad passes the update needs, before any weight changes: old log-probs
+    (off-policy, or for the entropy gate), reference log-probs (KL), and the gate's threshold.
+
+    Returns `(old_logp_B_T | None, ref_logp_B_T | None, threshold | None)`.
+    """
+    off_policy = settings.inner_epochs > 1 or settings.minibatches > 1
+    gate = loss_config.entropy_gate_quantile is not None
+    old_logp_B_T = ent_B_T = ref_logp_B_T = threshold = None
+    if off_policy or gate:
+        old_logp_B_T, ent_B_T = _no_grad_pass(
+            policy, batch, settings, reference=False, with_entropy=gate
+        )
+    if loss_config.kl_coef > 0:
+        ref_logp_B_T, _ = _no_grad_pass(policy, batch, settings, reference=True, with_entropy=False)
+    if gate:
+        threshold = entropy_gate_threshold(
+            ent_B_T, batch.mask_B_T, loss_config.entropy_gate_quantile
+        )
+    return old_logp_B_T, ref_logp_B_T, threshold
+
+
 def train_on_batch(
     policy,
     batch: TrainBatch,
@@ -98,22 +120,8 @@ def train_on_batch(
     (`mismatch/k3`, `mismatch/ratio_max`, measured before the first update).
     """
     B = batch.size
-    off_policy = settings.inner_epochs > 1 or settings.minibatches > 1
-    gate = loss_config.entropy_gate_quantile is not None
     need_entropy_grad = loss_config.entropy_coef != 0.0
-    old_logp_B_T = ent_B_T = ref_logp_B_T = None
-    if off_policy or gate:
-        old_logp_B_T, ent_B_T = _no_grad_pass(
-            policy, batch, settings, reference=False, with_entropy=gate
-        )
-    if loss_config.kl_coef > 0:
-        ref_logp_B_T, _ = _no_grad_pass(policy, batch, settings, reference=True, with_entropy=False)
-    threshold = (
-        entropy_gate_threshold(ent_B_T, batch.mask_B_T, loss_config.entropy_gate_quantile)
-        if gate
-        else None
-    )
-
+    old_logp_B_T, ref_logp_B_T, threshold = _before_update(policy, batch, loss_config, settings)
     mismatch = [0.0, 0.0, float("-inf")]  # k3 sum, tokens, max ratio: sampler vs trainer
     if old_logp_B_T is not None:  # the no-grad pass ran before any update: measure on it
         _add_mismatch(mismatch, old_logp_B_T, batch.sampler_logp_B_T, batch.mask_B_T)
