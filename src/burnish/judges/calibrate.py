@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
@@ -32,6 +31,7 @@ from burnish.judges.config import JudgeConfig
 from burnish.judges.group_judge import GroupJudge
 from burnish.judges.rubric import Rubric
 from burnish.judges.rubric_judge import RubricJudge
+from burnish.monitors.stats import spearman
 from burnish.types import Message, Task
 
 CANARIES: tuple[str, ...] = (
@@ -57,32 +57,6 @@ def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
     labels = set(a) | set(b)
     p_e = sum((a.count(k) / n) * (b.count(k) / n) for k in labels)
     return float("nan") if p_e == 1.0 else (p_o - p_e) / (1.0 - p_e)
-
-
-def _ranks(x: Sequence[float]) -> list[float]:
-    order = sorted(range(len(x)), key=lambda i: x[i])
-    ranks = [0.0] * len(x)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1  # ties share their average rank
-        i = j + 1
-    return ranks
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rho (Pearson on average ranks); NaN when either side is constant."""
-    if len(x) != len(y) or len(x) < 2:
-        raise ValueError(f"need two equally long lists of >= 2 values, got {len(x)} and {len(y)}")
-    rx, ry = _ranks(x), _ranks(y)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    vx = sum((a - mx) ** 2 for a in rx)
-    vy = sum((b - my) ** 2 for b in ry)
-    return float("nan") if vx == 0 or vy == 0 else cov / math.sqrt(vx * vy)
 
 
 def pair_flips(scores_a: Sequence[float], scores_b: Sequence[float]) -> tuple[int, int]:
