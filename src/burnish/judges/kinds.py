@@ -45,7 +45,8 @@ def _needs(spec: JudgeSpec, what: str) -> None:
             "config": "`base_url` and `model`",
             "members": "`members` (a list of judge entries)",
         }[what]
-        raise ValueError(f"judge {spec.name!r}: a {spec.kind} judge needs {hint}")
+        article = "an" if spec.kind[:1] in "aeiou" else "a"
+        raise ValueError(f"judge {spec.name!r}: {article} {spec.kind} judge needs {hint}")
 
 
 def _rubric(spec: JudgeSpec) -> Scorer:
