@@ -128,16 +128,15 @@ def judge_calibrate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Agreement with labels (accuracy, kappa, Spearman), position flips, canary false positives."""
-    from burnish.judges.commands import judge_endpoint, run_calibrate
-    from burnish.judges.rubric import RubricError
+    from burnish.judges.commands import run_calibrate
 
-    try:
-        with judge_endpoint(
-            scripted=scripted, base_url=base_url, model=model, api_key_env=api_key_env
-        ) as cfg:
-            run_calibrate(rubric, labels, cfg, as_json=as_json, seed=seed)
-    except (RubricError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+    _with_judge(
+        lambda cfg: run_calibrate(rubric, labels, cfg, as_json=as_json, seed=seed),
+        scripted=scripted,
+        base_url=base_url,
+        model=model,
+        api_key_env=api_key_env,
+    )
 
 
 @judge_app.command("replay")
@@ -152,14 +151,25 @@ def judge_replay(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Re-score a run's stored rollouts with another rubric or judge; show what moves most."""
-    from burnish.judges.commands import judge_endpoint, run_replay
+    from burnish.judges.commands import run_replay
+
+    _with_judge(
+        lambda cfg: run_replay(run_dir, rubric, cfg, as_json=as_json, top=top),
+        scripted=scripted,
+        base_url=base_url,
+        model=model,
+        api_key_env=api_key_env,
+    )
+
+
+def _with_judge(command, **endpoint) -> None:
+    """Run `command(judge_config)` against the endpoint the options name; errors exit cleanly."""
+    from burnish.judges.commands import judge_endpoint
     from burnish.judges.rubric import RubricError
 
     try:
-        with judge_endpoint(
-            scripted=scripted, base_url=base_url, model=model, api_key_env=api_key_env
-        ) as cfg:
-            run_replay(run_dir, rubric, cfg, as_json=as_json, top=top)
+        with judge_endpoint(**endpoint) as cfg:
+            command(cfg)
     except (RubricError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
 

@@ -63,6 +63,11 @@ def _check(logits: Tensor, temperature: float, chunk_size: int) -> None:
             f"logits must be a floating tensor [..., V]; got dtype={logits.dtype}, "
             f"shape={tuple(logits.shape)}"
         )
+    check_knobs(temperature, chunk_size)
+
+
+def check_knobs(temperature: float, chunk_size: int) -> None:
+    """Raise `ValueError` unless `temperature > 0` and `chunk_size >= 1`."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0; got {temperature}")
     if chunk_size < 1:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from burnish.algorithms.logsoftmax import entropy_from_logits, selective_log_softmax
+from burnish.algorithms.logsoftmax import check_knobs, entropy_from_logits, selective_log_softmax
 
 __all__ = ["body_and_head", "position_ids_from_mask", "sequence_logprobs"]
 
@@ -148,10 +148,7 @@ def sequence_logprobs(
             f"attention_mask shape {tuple(attention_mask_B_T.shape)} != tokens shape "
             f"{tuple(tokens_B_T.shape)}"
         )
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    check_knobs(temperature, chunk_size)
     b, t = tokens_B_T.shape
     body, head = body_and_head(model)
     kwargs: dict = {"input_ids": tokens_B_T, "use_cache": False}
