@@ -9,6 +9,7 @@ the bad value and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from pathlib import Path
@@ -34,7 +35,9 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Numbers must be finite: a resolved config is saved as TOML and read back, and no field
+    # means anything at inf or nan (None is how a field says "no limit").
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------- core sections
@@ -60,6 +63,13 @@ class LoraConfig(_Section):
     """None: a sensible default for the architecture."""
 
 
+def _check_env(name: str, kwargs: dict[str, Any]) -> None:
+    """Raise ValueError unless `name` is a known environment that takes `kwargs`."""
+    from burnish.envs.registry import check_env
+
+    check_env(name, kwargs)
+
+
 class EnvEntry(_Section):
     name: str
     """Built-in name, entry-point name, or "module:attr"."""
@@ -82,6 +92,8 @@ class EnvConfig(_Section):
     def _one_env(self) -> EnvConfig:
         if not self.mix and not self.name:
             raise ValueError("set env.name or env.mix")
+        for entry in self.entries():  # before any model loads: a bad name fails in a second
+            _check_env(entry.name, entry.kwargs)
         return self
 
     def entries(self) -> list[EnvEntry]:
@@ -164,7 +176,20 @@ class TrainConfig(_Section):
     """Compute the prompt a group's rows share once per group in the training forward (same
     log-probs up to float rounding, fewer FLOPs)."""
     checkpoint_every: int = Field(default=50, ge=1)
+    """Save a checkpoint every N steps (the last step is always saved)."""
     keep_checkpoints: int = Field(default=2, ge=1)
+    max_unscorable_steps: int = Field(default=3, ge=1)
+    """Stop the run after this many consecutive steps in which no rollout could be scored (a
+    judge or its endpoint is down): such steps cannot train and usually mean a broken setup."""
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> TrainConfig:
+        if self.warmup_steps >= self.steps and self.warmup_steps > 0:
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must be < steps ({self.steps}): the "
+                "learning rate would never reach its set value"
+            )
+        return self
 
 
 class EvalConfig(_Section):
@@ -178,6 +203,19 @@ class EvalConfig(_Section):
 
 class LogConfig(_Section):
     run_dir: str = "runs/latest"
+    """The run directory (created; a directory that holds a run is refused unless resuming)."""
+
+    @field_validator("run_dir")
+    @classmethod
+    def _usable_dir(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError(
+                "run_dir is empty, which would write the run into the current directory; "
+                "name a directory, e.g. runs/my-run"
+            )
+        if not v.isprintable():
+            raise ValueError(f"run_dir {v!r} holds control characters; use a plain path")
+        return v
     sinks: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
     """Extra metric sinks, used when their package is installed."""
     project: str = "burnish"
@@ -247,7 +285,62 @@ class RunConfig(_Section):
     monitors: MonitorsConfig = Field(default_factory=MonitorsConfig)
 
 
+def advisories(config: RunConfig) -> list[str]:
+    """Settings that are valid but probably not meant, each with its reason (logged by `train`)."""
+    a, out = config.algorithm, []
+    cap = 10.0 if a.loss == "cispo" else 1.0  # CISPO's eps_high sets its IS-weight cap
+    if a.eps_high is not None and a.eps_high > cap:
+        what = "the IS-weight cap" if a.loss == "cispo" else "the upper clip"
+        out.append(
+            f"algorithm.eps_high = {a.eps_high}: {what} is at ratio {1 + a.eps_high:g}, so it "
+            f"almost never binds (defaults: {_default_eps(a.loss)})"
+        )
+    if a.eps_low is not None and a.eps_low >= 1 and a.loss != "cispo":
+        out.append(
+            f"algorithm.eps_low = {a.eps_low}: ratios cannot fall below 0, so the lower clip "
+            "never binds"
+        )
+    return out
+
+
+def _default_eps(loss: str) -> str:
+    from burnish.algorithms import LossConfig
+
+    d = LossConfig(name=loss, max_completion_len=1).resolved()
+    return f"eps_low {d.eps_low:g}, eps_high {d.eps_high:g}"
+
+
 # ----------------------------------------------------------------------------- loading
+
+
+def _section_of(loc: tuple) -> type[BaseModel] | None:
+    """The config model that holds the field at `loc` (list indices skipped)."""
+    model: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        inner = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type)]
+        target = ann if isinstance(ann, type) else next(iter(inner), None)
+        if not (isinstance(target, type) and issubclass(target, BaseModel)):
+            return None
+        model = target
+    return model
+
+
+def _unknown_field(loc: tuple) -> str:
+    """`unknown field 'a.b'`, with the nearest valid name and the section's fields."""
+    where = ".".join(str(p) for p in loc)
+    section = _section_of(loc)
+    if section is None:
+        return f"unknown field {where!r}"
+    names = list(section.model_fields)
+    near = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return f"unknown field {where!r}{hint} (fields here: {', '.join(names)})"
 
 
 def _describe(err: ValidationError) -> str:
@@ -257,7 +350,7 @@ def _describe(err: ValidationError) -> str:
         bad = e.get("input")
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            lines.append(f"unknown field {loc!r}")
+            lines.append(_unknown_field(e["loc"]))
         else:
             lines.append(f"field {loc!r}: {msg} (got {bad!r})")
     return "; ".join(lines)
@@ -304,7 +397,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"{p} is not UTF-8 text (byte {e.start}: {e.reason}); save the config as UTF-8"
+            ) from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p} is not valid TOML: {e}") from None
     return from_dict(apply_overrides(data, list(overrides or [])))
