@@ -11,14 +11,14 @@ import pytest
 import torch
 from grpo_case import Case
 
-from burnish.algorithms import AGGREGATIONS, VARIANT_DEFAULTS, LossConfig, policy_loss
+from burnish.algorithms import AGGREGATIONS, LOSSES, LossConfig, policy_loss
 from burnish.algorithms.losses import entropy_gate_threshold
 
-CASES = [(name, agg) for name, d in sorted(VARIANT_DEFAULTS.items()) for agg in d.aggregations]
+CASES = [(name, agg) for name, v in sorted(LOSSES.items()) for agg in v.aggregations]
 
 
 def _config(name: str, agg: str) -> LossConfig:
-    extra = {"dual_clip": 3.0} if VARIANT_DEFAULTS[name].dual_clip else {}
+    extra = {"dual_clip": 3.0} if LOSSES[name].dual_clip else {}
     eps = {"eps_low": 0.2, "eps_high": 0.28} if name.startswith("gspo") else {}
     return LossConfig(
         name,
