@@ -427,6 +427,10 @@ VARIANT_CONFIGS = {
     "cispo": LossConfig("cispo", eps_high=0.2),
     "gspo": LossConfig("gspo", eps_low=0.2, eps_high=0.28),
     "gspo_token": LossConfig("gspo_token", eps_low=0.2, eps_high=0.28),
+    "grpo_kl_bias_correction": LossConfig("grpo", kl_coef=0.04, kl_bias_correction=True),
+    "gspo_kl_bias_correction": LossConfig(
+        "gspo", eps_low=0.2, eps_high=0.28, kl_coef=0.04, kl_bias_correction=True
+    ),
 }
 
 

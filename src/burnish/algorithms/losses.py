@@ -34,6 +34,9 @@ What each variant implements, and how it departs from its paper:
 - ``gspo_token``: ``s_{i,t} = sg(s_i) · π_θ / sg(π_θ)`` (value ``s_i``, per-token gradient); with
   one advantage per sequence its value and gradient equal ``gspo``'s.
 
+The KL term is ``β · aggregate(k)`` with the policy term's aggregation; ``kl_bias_correction``
+multiplies k3 by the per-token ratio ``π_θ / π_old`` (DeepSeek-V3.2, `burnish.algorithms.kl`).
+
 Shared departures: log-ratios are clamped to ``[−20, 20]`` before ``exp`` (verl); optional dual
 clip (verl ``clip_ratio_c``) caps the per-token loss of ``Â < 0`` tokens at ``−Â · c``; padded
 positions are replaced by zeros before any arithmetic, so no value in padding (NaN included) can
@@ -51,7 +54,12 @@ import torch
 from torch import Tensor
 
 from burnish.algorithms.advantages import SCALES
-from burnish.algorithms.kl import KL_ESTIMATORS, LOG_RATIO_CLAMP, kl_estimate
+from burnish.algorithms.kl import (
+    BIAS_CORRECTED_ESTIMATORS,
+    KL_ESTIMATORS,
+    LOG_RATIO_CLAMP,
+    kl_estimate,
+)
 from burnish.algorithms.reduce import AGGREGATIONS, aggregate, masked_mean, masked_sum
 
 __all__ = [
@@ -93,6 +101,10 @@ class LossConfig:
     """β of the KL term added to the loss (needs ``ref_logp``)."""
     kl_estimator: str = "k3"
     """``k1``, ``k2`` or ``k3`` (`burnish.algorithms.kl`)."""
+    kl_bias_correction: bool = False
+    """Multiply the k3 term by the importance ratio ``π_θ / π_old``, gradient kept (DeepSeek-V3.2's
+    estimator, TRL ``use_bias_correction_kl``): unbiased for KL(π_θ‖π_ref) on tokens sampled from
+    π_old, with the reverse KL's gradient. Only with ``kl_estimator="k3"``."""
     aggregation: str | None = None
     """``token-mean``, ``seq-mean-token-mean``, ``seq-mean-token-sum-norm`` or
     ``seq-mean-token-sum``."""
@@ -118,6 +130,11 @@ class LossConfig:
         if self.kl_estimator not in KL_ESTIMATORS:
             raise ValueError(
                 f"unknown kl_estimator {self.kl_estimator!r}; allowed: {sorted(KL_ESTIMATORS)}"
+            )
+        if self.kl_bias_correction and self.kl_estimator not in BIAS_CORRECTED_ESTIMATORS:
+            raise ValueError(
+                f"kl_bias_correction applies only to kl_estimator "
+                f"{list(BIAS_CORRECTED_ESTIMATORS)}; got {self.kl_estimator!r}"
             )
         if not math.isfinite(self.entropy_coef):
             raise ValueError(f"entropy_coef must be finite; got {self.entropy_coef}")
@@ -197,21 +214,18 @@ class Variant:
             value = getattr(self, field)
             if not value >= 0:
                 raise ValueError(f"Variant.{field} must be >= 0; got {value}")
-        unknown = [a for a in self.aggregations if a not in AGGREGATIONS]
-        if not self.aggregations or unknown:
+        if (
+            not set(self.aggregations) <= set(AGGREGATIONS)
+            or self.aggregation not in self.aggregations
+        ):
             raise ValueError(
-                f"Variant.aggregations must be a non-empty subset of {sorted(AGGREGATIONS)}; "
-                f"got {list(self.aggregations)}"
-            )
-        if self.aggregation not in self.aggregations:
-            raise ValueError(
-                f"Variant.aggregation {self.aggregation!r} is not in its aggregations "
-                f"{list(self.aggregations)}"
+                f"Variant.aggregation {self.aggregation!r} must be in Variant.aggregations "
+                f"{list(self.aggregations)}, a subset of {sorted(AGGREGATIONS)}"
             )
         if self.advantage_scale not in SCALES:
+            scale = self.advantage_scale
             raise ValueError(
-                f"unknown Variant.advantage_scale {self.advantage_scale!r}; "
-                f"allowed: {sorted(SCALES)}"
+                f"unknown Variant.advantage_scale {scale!r}; allowed: {sorted(SCALES)}"
             )
 
 
@@ -472,7 +486,12 @@ def policy_loss(
     pg = agg(token_loss_B_T)
     kl_term = torch.zeros((), dtype=pg.dtype, device=pg.device)
     if ref_logp is not None:
-        kl_B_T = kl_estimate(logp if cfg.kl_coef > 0 else logp.detach(), ref_logp, cfg.kl_estimator)
+        kl_B_T = kl_estimate(
+            logp if cfg.kl_coef > 0 else logp.detach(),
+            ref_logp,
+            cfg.kl_estimator,
+            old_logp=old_logp if cfg.kl_bias_correction else None,
+        )
         metrics["kl/mean"] = masked_mean(kl_B_T.detach(), mask)
         if cfg.kl_coef > 0:
             kl_term = cfg.kl_coef * agg(kl_B_T)
