@@ -7,7 +7,8 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from burnish.algorithms import LOSSES, LossConfig
+from burnish.algorithms import LOSSES, LossConfig, Variant
+from burnish.algorithms.losses import ppo_clip_loss
 
 
 @pytest.mark.parametrize(
@@ -36,6 +37,38 @@ def test_frozen():
 
 def test_every_variant_is_in_the_table():
     assert set(LOSSES) == {"grpo", "dr_grpo", "dapo", "cispo", "gspo", "gspo_token"}
+    assert all(isinstance(v, Variant) for v in LOSSES.values())
+
+
+def test_trainer_defaults_are_in_the_table():
+    """Dr. GRPO drops the std from the advantages and DAPO samples dynamically; nobody else does."""
+    scales = {name: v.advantage_scale for name, v in LOSSES.items()}
+    assert scales == {name: "none" if name == "dr_grpo" else "group" for name in LOSSES}
+    assert [name for name, v in LOSSES.items() if v.dynamic_sampling] == ["dapo"]
+    assert [name for name, v in LOSSES.items() if not v.dual_clip] == ["cispo"]
+
+
+def test_grpo_dr_grpo_and_dapo_share_one_function():
+    assert {LOSSES[n].fn for n in ("grpo", "dr_grpo", "dapo")} == {ppo_clip_loss}
+    assert len({v.fn for v in LOSSES.values()}) == 4  # ppo_clip, cispo, gspo, gspo_token
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"eps_low": -0.1}, "Variant.eps_low must be >= 0"),
+        ({"eps_high": math.nan}, "Variant.eps_high must be >= 0"),
+        ({"aggregation": "token-sum"}, r"'token-sum' must be in Variant.aggregations \["),
+        ({"aggregations": ()}, r"'token-mean' must be in Variant.aggregations \[\]"),
+        ({"aggregations": ("token-mean", "token-sum")}, r"a subset of \['seq-mean-token-mean'"),
+        ({"aggregations": ("seq-mean-token-sum",)}, r"must be in .* \['seq-mean-token-sum'\]"),
+        ({"advantage_scale": "std"}, r"advantage_scale 'std'; allowed: \['batch', 'group'"),
+    ],
+)
+def test_invalid_variants_raise(kwargs, match):
+    fields = {"fn": ppo_clip_loss, "eps_low": 0.2, "eps_high": 0.2, "aggregation": "token-mean"}
+    with pytest.raises(ValueError, match=match):
+        Variant(**{**fields, **kwargs})
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,8 @@ Printed §14 numbers carry 6 decimals, so they are compared at 6e-7; the Appendi
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -20,7 +22,7 @@ from grpo_case import (
     reference_ppo,
 )
 
-from burnish.algorithms import LossConfig, policy_loss
+from burnish.algorithms import LOSSES, LossConfig, Variant, policy_loss
 
 PRINTED = 6e-7  # half a unit in the 6th decimal, plus float noise
 EXACT = 1e-9
@@ -201,6 +203,80 @@ def test_cispo_default_is_not_capped_below_five(case: Case):
     assert m["cispo/capped_frac"] == 0.5
 
 
+@pytest.mark.parametrize("eps_high", [0.2, 1.0, 4.0])
+def test_cispo_cap_is_one_plus_eps_high(eps_high):
+    """MiniMax-M1 notation: the IS weight is capped at 1 + eps_high, not at eps_high (TRL's).
+
+    Two tokens, Â = 1, old_logp = 0, token-mean over N = 2, so dL/dlogp = −min(r, 1 + ε) / 2:
+    r = 1 + ε/2 is under the cap (weight r), r = 2(1 + ε) is over it (weight 1 + ε).
+    """
+    cap = 1.0 + eps_high
+    r = torch.tensor([[1.0 + eps_high / 2, 2.0 * cap]], dtype=torch.float64)
+    logp = r.log().requires_grad_()
+    loss, m = policy_loss(
+        logp,
+        torch.zeros_like(r),
+        torch.tensor([1.0], dtype=torch.float64),
+        torch.ones(1, 2, dtype=torch.bool),
+        LossConfig("cispo", eps_high=eps_high),
+    )
+    loss.backward()
+    expected = torch.tensor([[-(1.0 + eps_high / 2) / 2, -cap / 2]], dtype=torch.float64)
+    torch.testing.assert_close(logp.grad, expected, atol=1e-15, rtol=0)
+    assert m["cispo/capped_frac"] == 0.5
+
+
+def test_cispo_trl_epsilon_high_is_burnish_plus_one():
+    """TRL's cap epsilon_high = 5 is burnish eps_high = 4; passing 5 here caps at 6 instead.
+
+    One token with r = 7, Â = 1, N = 1: dL/dlogp = −min(7, 1 + ε) → −5 at ε = 4, −6 at ε = 5.
+    """
+
+    def grad(eps_high: float) -> float:
+        logp = torch.tensor([[math.log(7.0)]], dtype=torch.float64, requires_grad=True)
+        one = torch.ones(1, dtype=torch.float64)
+        mask = torch.ones(1, 1, dtype=torch.bool)
+        cfg = LossConfig("cispo", eps_high=eps_high)
+        policy_loss(logp, torch.zeros_like(logp), one, mask, cfg)[0].backward()
+        return logp.grad.item()
+
+    assert grad(4.0) == pytest.approx(-5.0, abs=1e-12)  # = TRL epsilon_high=5, the default
+    assert grad(5.0) == pytest.approx(-6.0, abs=1e-12)
+    assert LossConfig("cispo").resolved().eps_high == 4.0
+
+
+def _reinforce_loss(logp, old_logp, adv_B, mask, cfg):
+    """A test-only variant: ``ℓ = −Â · logp`` (REINFORCE, no ratio)."""
+    return -adv_B[:, None] * logp, {"ratio/mean": torch.ones((), dtype=logp.dtype)}
+
+
+def test_adding_a_variant_is_one_table_entry(monkeypatch):
+    """A new `Variant` in `LOSSES` is usable by `LossConfig` and `policy_loss` with no other edit.
+
+    B = 2, mask [[1, 1], [1, 0]], logp [[−1, −2], [−0.5, NaN]], Â = [1, −2], token-mean (N = 3):
+    ℓ = −Â·logp = [[1, 2], [−1, ·]] → L = (1 + 2 − 1) / 3 = 2/3; dL/dlogp = −Â / 3 on valid tokens.
+    """
+    variant = Variant(_reinforce_loss, 0.0, 0.0, "token-mean", dual_clip=False)
+    monkeypatch.setitem(LOSSES, "reinforce", variant)
+    cfg = LossConfig("reinforce")
+    assert cfg.resolved().aggregation == "token-mean"
+    assert "reinforce" in tuple(LOSSES)
+    logp = torch.tensor([[-1.0, -2.0], [-0.5, math.nan]], dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, True], [True, False]])
+    adv = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    loss, m = policy_loss(logp, torch.zeros_like(logp).detach(), adv, mask, cfg)
+    loss.backward()
+    assert loss.item() == pytest.approx(2 / 3, abs=1e-15)
+    expected = torch.tensor([[-1 / 3, -1 / 3], [2 / 3, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(logp.grad, expected, atol=1e-15, rtol=0)
+    assert m["loss/total"] == pytest.approx(2 / 3, abs=1e-15)
+    with pytest.raises(ValueError, match="dual_clip does not apply to loss 'reinforce'"):
+        LossConfig("reinforce", dual_clip=3.0)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="unknown loss name 'reinforce'"):
+        LossConfig("reinforce")
+
+
 def test_gspo_mechanics_at_02_028(case: Case):
     loss, grad, m = run(case, LossConfig("gspo", eps_low=0.2, eps_high=0.28))
     assert loss == pytest.approx(-0.028242, abs=PRINTED)
@@ -351,6 +427,10 @@ VARIANT_CONFIGS = {
     "cispo": LossConfig("cispo", eps_high=0.2),
     "gspo": LossConfig("gspo", eps_low=0.2, eps_high=0.28),
     "gspo_token": LossConfig("gspo_token", eps_low=0.2, eps_high=0.28),
+    "grpo_kl_bias_correction": LossConfig("grpo", kl_coef=0.04, kl_bias_correction=True),
+    "gspo_kl_bias_correction": LossConfig(
+        "gspo", eps_low=0.2, eps_high=0.28, kl_coef=0.04, kl_bias_correction=True
+    ),
 }
 
 

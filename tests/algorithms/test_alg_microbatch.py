@@ -11,20 +11,21 @@ import pytest
 import torch
 from grpo_case import Case
 
-from burnish.algorithms import AGGREGATIONS, VARIANT_DEFAULTS, LossConfig, policy_loss
+from burnish.algorithms import AGGREGATIONS, LOSSES, LossConfig, policy_loss
 from burnish.algorithms.losses import entropy_gate_threshold
 
-CASES = [(name, agg) for name, d in sorted(VARIANT_DEFAULTS.items()) for agg in d.aggregations]
+CASES = [(name, agg) for name, v in sorted(LOSSES.items()) for agg in v.aggregations]
 
 
-def _config(name: str, agg: str) -> LossConfig:
-    extra = {"dual_clip": 3.0} if VARIANT_DEFAULTS[name].dual_clip else {}
+def _config(name: str, agg: str, kl_bias_correction: bool = False) -> LossConfig:
+    extra = {"dual_clip": 3.0} if LOSSES[name].dual_clip else {}
     eps = {"eps_low": 0.2, "eps_high": 0.28} if name.startswith("gspo") else {}
     return LossConfig(
         name,
         aggregation=agg,
         max_completion_len=8,
         kl_coef=0.04,
+        kl_bias_correction=kl_bias_correction,
         entropy_coef=0.01,
         entropy_gate_quantile=0.5,
         **eps,
@@ -57,8 +58,9 @@ def _grads(c: Case, cfg: LossConfig, rows: list[slice], step_norms: bool):
 
 @pytest.mark.parametrize(("name", "agg"), CASES)
 @pytest.mark.parametrize("micro", [1, 2, 4])
-def test_micro_batches_sum_to_full_batch(case: Case, name, agg, micro):
-    cfg = _config(name, agg)
+@pytest.mark.parametrize("kl_bias_correction", [False, True])
+def test_micro_batches_sum_to_full_batch(case: Case, name, agg, micro, kl_bias_correction):
+    cfg = _config(name, agg, kl_bias_correction)
     full_loss, full_g, full_ge = _grads(case, cfg, [slice(0, 8)], step_norms=False)
     rows = [slice(i, i + micro) for i in range(0, 8, micro)]
     loss, g, ge = _grads(case, cfg, rows, step_norms=True)

@@ -1,10 +1,11 @@
 """GRPO-family algorithm core: pure tensor math (imports only torch and the standard library).
 
 - `advantages`: group-relative advantages (group / batch / no std scaling, NaN = unscorable).
-- `losses`: `LossConfig`, `policy_loss` and the `LOSSES` table of variants.
+- `losses`: `LossConfig`, `policy_loss` and `LOSSES`, the one table of loss variants (`Variant`:
+  function and defaults).
 - `kl`: per-token KL estimators k1 / k2 / k3.
 - `reduce`: masked reductions and the four aggregation modes with explicit step normalisers.
-- `logprobs`: chunked, memory-safe selective log-softmax and entropy from logits.
+- `logsoftmax`: chunked, memory-safe selective log-softmax and entropy from logits.
 - `shaping`: DAPO soft overlong penalty and dynamic-sampling filter.
 """
 
@@ -13,9 +14,9 @@ from burnish.algorithms.kl import KL_ESTIMATORS, kl_estimate
 from burnish.algorithms.logsoftmax import entropy_from_logits, selective_log_softmax
 from burnish.algorithms.losses import (
     LOSSES,
-    VARIANT_DEFAULTS,
     LossConfig,
     LossFn,
+    Variant,
     entropy_gate_threshold,
     policy_loss,
 )
@@ -27,9 +28,9 @@ __all__ = [
     "KL_ESTIMATORS",
     "LOSSES",
     "SCALES",
-    "VARIANT_DEFAULTS",
     "LossConfig",
     "LossFn",
+    "Variant",
     "aggregate",
     "entropy_from_logits",
     "entropy_gate_threshold",

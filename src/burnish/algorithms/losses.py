@@ -1,32 +1,41 @@
 """GRPO-family policy losses: GRPO, Dr. GRPO, DAPO, CISPO, GSPO and GSPO-token (algorithms.md §3–§12).
 
-Every loss is ``L = −J`` (minimised). Each variant is one pure function in `LOSSES` that maps
-``(logp, old_logp, advantages, mask, config)`` to the per-token surrogate ``ℓ [B, T]`` and its
-diagnostics; `policy_loss` then applies what all variants share: the high-entropy gate, the
-aggregation (§10) with the optimizer step's normalisers, the KL term (§8) and the entropy bonus
-(§11).
+Every loss is ``L = −J`` (minimised). `LOSSES` is the one table of variants: each name maps to a
+`Variant` holding a pure function ``(logp, old_logp, advantages, mask, config) -> (ℓ [B, T],
+diagnostics)`` and the variant's defaults (clip bounds, aggregation, and for the trainer the
+advantage scale and dynamic sampling). Adding a variant is adding one entry. `policy_loss` then
+applies what all variants share: the high-entropy gate, the aggregation (§10) with the optimizer
+step's normalisers, the KL term (§8) and the entropy bonus (§11).
 
 What each variant implements, and how it departs from its paper:
 
-- ``grpo`` (DeepSeekMath): PPO clip on token ratios, ``seq-mean-token-mean``. The paper's KL
+- ``grpo`` (DeepSeekMath): PPO clip on token ratios (`ppo_clip_loss`, shared with ``dr_grpo`` and
+  ``dapo``), ``seq-mean-token-mean``. The paper's KL
   (k3, in the loss) is available through ``kl_coef`` but off by default (``kl_coef = 0``, like TRL
   and verl); the paper's ε is unspecified, 0.2 here.
 - ``dr_grpo`` (Liu et al. 2025): the same token surrogate, aggregated as
   ``Σ m ℓ / (B · max_completion_len)`` with a constant length (never the padded width). Removing the
-  std from the advantages is the caller's choice (``group_advantages(scale="none")``).
+  std from the advantages is the caller's choice; the variant's ``advantage_scale = "none"`` is the
+  default it proposes (``group_advantages(scale="none")``).
 - ``dapo`` (Yu et al. 2025): clip-higher (0.2 / 0.28) and a token-mean over the **whole optimizer
   step**, not per group as the paper's Eq. 8 writes it (the same choice as verl ``token-mean`` and
-  TRL ``dapo``). Dynamic sampling and overlong shaping live in `burnish.algorithms.shaping`.
+  TRL ``dapo``). Dynamic sampling (on by default, ``dynamic_sampling = True``) and overlong shaping
+  live in `burnish.algorithms.shaping`.
 - ``cispo`` (MiniMax-M1): ``ℓ = −sg(clip(r, 1 − ε_low, 1 + ε_high)) · Â · logp``, token-mean. No
   lower bound by default and ``ε_high = 4`` (IS weight capped at 5, the ScaleRL / TRL-recommended
-  value); the paper publishes no ε_high. The loss value contains ``logp`` itself and is not a
-  progress measure; only its gradient is meaningful.
+  value); the paper publishes no ε_high. ``eps_high`` is in MiniMax-M1's notation, the cap sits at
+  ``1 + eps_high``; TRL's CISPO ``epsilon_high`` is the cap itself (ScaleRL's ε_max = 5), so TRL
+  ``epsilon_high = 5`` is burnish ``eps_high = 4``. The loss value contains ``logp`` itself and is
+  not a progress measure; only its gradient is meaningful.
 - ``gspo`` (Zheng et al. 2025): sequence ratio ``s_i = exp(mean_t log r_{i,t})`` over valid tokens,
   PPO clip on ``s_i`` with the paper's 3e-4 / 4e-4, mean over sequences (the only aggregation it
   accepts). The per-sequence loss is spread over the sequence's valid tokens so that
   ``seq-mean-token-mean`` reproduces ``(1/B) Σ_i ℓ_i`` exactly.
 - ``gspo_token``: ``s_{i,t} = sg(s_i) · π_θ / sg(π_θ)`` (value ``s_i``, per-token gradient); with
   one advantage per sequence its value and gradient equal ``gspo``'s.
+
+The KL term is ``β · aggregate(k)`` with the policy term's aggregation; ``kl_bias_correction``
+multiplies k3 by the per-token ratio ``π_θ / π_old`` (DeepSeek-V3.2, `burnish.algorithms.kl`).
 
 Shared departures: log-ratios are clamped to ``[−20, 20]`` before ``exp`` (verl); optional dual
 clip (verl ``clip_ratio_c``) caps the per-token loss of ``Â < 0`` tokens at ``−Â · c``; padded
@@ -44,54 +53,31 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from burnish.algorithms.kl import KL_ESTIMATORS, LOG_RATIO_CLAMP, kl_estimate
+from burnish.algorithms.advantages import SCALES
+from burnish.algorithms.kl import (
+    BIAS_CORRECTED_ESTIMATORS,
+    KL_ESTIMATORS,
+    LOG_RATIO_CLAMP,
+    kl_estimate,
+)
 from burnish.algorithms.reduce import AGGREGATIONS, aggregate, masked_mean, masked_sum
 
 __all__ = [
     "LOSSES",
-    "VARIANT_DEFAULTS",
     "LossConfig",
     "LossFn",
-    "VariantDefaults",
+    "Variant",
     "cispo_loss",
-    "dapo_loss",
-    "dr_grpo_loss",
     "entropy_gate_threshold",
-    "grpo_loss",
     "gspo_loss",
     "gspo_token_loss",
     "policy_loss",
+    "ppo_clip_loss",
 ]
 
 SEQ_MEAN_TOKEN_MEAN = "seq-mean-token-mean"
 TOKEN_MEAN = "token-mean"
 SUM_NORM = "seq-mean-token-sum-norm"
-
-
-@dataclass(frozen=True)
-class VariantDefaults:
-    """What a variant uses when a `LossConfig` field is left as ``None``."""
-
-    eps_low: float
-    """Lower clip ε (``math.inf``: no lower bound)."""
-    eps_high: float
-    """Upper clip ε."""
-    aggregation: str
-    """Default aggregation mode (`burnish.algorithms.reduce.AGGREGATIONS`)."""
-    aggregations: tuple[str, ...] = tuple(AGGREGATIONS)
-    """Aggregation modes this variant can be combined with."""
-    dual_clip: bool = True
-    """Whether a dual clip makes sense for this variant."""
-
-
-VARIANT_DEFAULTS: dict[str, VariantDefaults] = {
-    "grpo": VariantDefaults(0.2, 0.2, SEQ_MEAN_TOKEN_MEAN),
-    "dr_grpo": VariantDefaults(0.2, 0.2, SUM_NORM),
-    "dapo": VariantDefaults(0.2, 0.28, TOKEN_MEAN),
-    "cispo": VariantDefaults(math.inf, 4.0, TOKEN_MEAN, dual_clip=False),
-    "gspo": VariantDefaults(3e-4, 4e-4, SEQ_MEAN_TOKEN_MEAN, (SEQ_MEAN_TOKEN_MEAN,)),
-    "gspo_token": VariantDefaults(3e-4, 4e-4, SEQ_MEAN_TOKEN_MEAN, (SEQ_MEAN_TOKEN_MEAN,)),
-}
 
 
 @dataclass(frozen=True)
@@ -102,17 +88,23 @@ class LossConfig:
     """
 
     name: str
-    """Variant: ``grpo``, ``dr_grpo``, ``dapo``, ``cispo``, ``gspo`` or ``gspo_token``."""
+    """Variant: a key of `LOSSES` (``grpo``, ``dr_grpo``, ``dapo``, ``cispo``, ``gspo``,
+    ``gspo_token``)."""
     eps_low: float | None = None
     """Lower clip: ratios below ``1 − eps_low`` stop the gradient of ``Â < 0`` tokens (CISPO: floor
     of the IS weight)."""
     eps_high: float | None = None
     """Upper clip: ratios above ``1 + eps_high`` stop the gradient of ``Â > 0`` tokens (CISPO: cap
-    of the IS weight, at ``1 + eps_high``)."""
+    of the IS weight, at ``1 + eps_high`` as in MiniMax-M1; TRL's ``epsilon_high = 5`` is
+    ``eps_high = 4`` here)."""
     kl_coef: float = 0.0
     """β of the KL term added to the loss (needs ``ref_logp``)."""
     kl_estimator: str = "k3"
     """``k1``, ``k2`` or ``k3`` (`burnish.algorithms.kl`)."""
+    kl_bias_correction: bool = False
+    """Multiply the k3 term by the importance ratio ``π_θ / π_old``, gradient kept (DeepSeek-V3.2's
+    estimator, TRL ``use_bias_correction_kl``): unbiased for KL(π_θ‖π_ref) on tokens sampled from
+    π_old, with the reverse KL's gradient. Only with ``kl_estimator="k3"``."""
     aggregation: str | None = None
     """``token-mean``, ``seq-mean-token-mean``, ``seq-mean-token-sum-norm`` or
     ``seq-mean-token-sum``."""
@@ -139,18 +131,23 @@ class LossConfig:
             raise ValueError(
                 f"unknown kl_estimator {self.kl_estimator!r}; allowed: {sorted(KL_ESTIMATORS)}"
             )
+        if self.kl_bias_correction and self.kl_estimator not in BIAS_CORRECTED_ESTIMATORS:
+            raise ValueError(
+                f"kl_bias_correction applies only to kl_estimator "
+                f"{list(BIAS_CORRECTED_ESTIMATORS)}; got {self.kl_estimator!r}"
+            )
         if not math.isfinite(self.entropy_coef):
             raise ValueError(f"entropy_coef must be finite; got {self.entropy_coef}")
-        defaults = VARIANT_DEFAULTS[self.name]
+        variant = LOSSES[self.name]
         if self.aggregation is not None and self.aggregation not in AGGREGATIONS:
             raise ValueError(
                 f"unknown aggregation {self.aggregation!r}; allowed: {sorted(AGGREGATIONS)}"
             )
-        aggregation = self.aggregation or defaults.aggregation
-        if aggregation not in defaults.aggregations:
+        aggregation = self.aggregation or variant.aggregation
+        if aggregation not in variant.aggregations:
             raise ValueError(
                 f"loss {self.name!r} cannot use aggregation {aggregation!r}; "
-                f"allowed: {list(defaults.aggregations)}"
+                f"allowed: {list(variant.aggregations)}"
             )
         if self.max_completion_len is not None and self.max_completion_len < 1:
             raise ValueError(f"max_completion_len must be >= 1; got {self.max_completion_len}")
@@ -160,10 +157,10 @@ class LossConfig:
                 "generation budget it divides by; got None"
             )
         if self.dual_clip is not None:
-            if not defaults.dual_clip:
+            if not variant.dual_clip:
                 raise ValueError(
                     f"dual_clip does not apply to loss {self.name!r}; allowed with: "
-                    f"{sorted(n for n, d in VARIANT_DEFAULTS.items() if d.dual_clip)}"
+                    f"{sorted(n for n, v in LOSSES.items() if v.dual_clip)}"
                 )
             if not self.dual_clip > 1:
                 raise ValueError(f"dual_clip must be > 1 (or None); got {self.dual_clip}")
@@ -173,17 +170,63 @@ class LossConfig:
 
     def resolved(self) -> LossConfig:
         """A copy with ``eps_low``, ``eps_high`` and ``aggregation`` set to concrete values."""
-        d = VARIANT_DEFAULTS[self.name]
+        v = LOSSES[self.name]
         return replace(
             self,
-            eps_low=d.eps_low if self.eps_low is None else self.eps_low,
-            eps_high=d.eps_high if self.eps_high is None else self.eps_high,
-            aggregation=self.aggregation or d.aggregation,
+            eps_low=v.eps_low if self.eps_low is None else self.eps_low,
+            eps_high=v.eps_high if self.eps_high is None else self.eps_high,
+            aggregation=self.aggregation or v.aggregation,
         )
 
 
 LossFn = Callable[[Tensor, Tensor, Tensor, Tensor, LossConfig], tuple[Tensor, dict[str, Tensor]]]
 """``(logp_B_T, old_logp_B_T, adv_B, mask_B_T, resolved_config) -> (ℓ_B_T, metrics)``."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One loss variant: its per-token surrogate and what it uses when a `LossConfig` field is
+    ``None``. Adding a variant is adding one entry to `LOSSES`."""
+
+    fn: LossFn
+    """The per-token surrogate ``ℓ [B, T]`` and its diagnostics (see `LossFn`)."""
+    eps_low: float
+    """Default lower clip ε (``math.inf``: no lower bound)."""
+    eps_high: float
+    """Default upper clip ε: the clip is at ``1 + eps_high``. For CISPO this is MiniMax-M1's
+    ``ε^IS_high`` (IS weight capped at ``1 + eps_high``; the default 4.0 caps it at 5), whereas
+    TRL's CISPO ``epsilon_high`` is the cap itself (ScaleRL's ε_max = 5): TRL ``epsilon_high = 5``
+    is burnish ``eps_high = 4``."""
+    aggregation: str
+    """Default aggregation mode (a key of `burnish.algorithms.reduce.AGGREGATIONS`)."""
+    aggregations: tuple[str, ...] = tuple(AGGREGATIONS)
+    """Aggregation modes this variant can be combined with."""
+    dual_clip: bool = True
+    """Whether a dual clip (`LossConfig.dual_clip`) makes sense for this variant."""
+    advantage_scale: str = "group"
+    """Default advantage scaling for the trainer (a key of
+    `burnish.algorithms.advantages.SCALES`): ``none`` for Dr. GRPO, ``group`` otherwise."""
+    dynamic_sampling: bool = False
+    """Whether the trainer drops zero-variance groups and tops the batch up by default (DAPO)."""
+
+    def __post_init__(self) -> None:
+        for field in ("eps_low", "eps_high"):
+            value = getattr(self, field)
+            if not value >= 0:
+                raise ValueError(f"Variant.{field} must be >= 0; got {value}")
+        if (
+            not set(self.aggregations) <= set(AGGREGATIONS)
+            or self.aggregation not in self.aggregations
+        ):
+            raise ValueError(
+                f"Variant.aggregation {self.aggregation!r} must be in Variant.aggregations "
+                f"{list(self.aggregations)}, a subset of {sorted(AGGREGATIONS)}"
+            )
+        if self.advantage_scale not in SCALES:
+            scale = self.advantage_scale
+            raise ValueError(
+                f"unknown Variant.advantage_scale {scale!r}; allowed: {sorted(SCALES)}"
+            )
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -224,38 +267,22 @@ def _ratio_metrics(ratio_B_T: Tensor, mask_B_T: Tensor) -> dict[str, Tensor]:
     return {"ratio/mean": masked_mean(ratio_B_T, mask_B_T), "ratio/max": valid_max}
 
 
-def _ppo_token_loss(
+# ----------------------------------------------------------------------------- the variants
+
+
+def ppo_clip_loss(
     logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
 ) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO clip on token ratios, ``max(−Â r, −Â clip(r, 1 − ε_low, 1 + ε_high))`` per token ``[B, T]``.
+
+    The surrogate of ``grpo``, ``dr_grpo`` and ``dapo``: the three differ only in their `Variant`
+    defaults (clip bounds, aggregation, advantage scale, dynamic sampling), not in this function.
+    """
     ratio_B_T = torch.exp(_log_ratio(logp, old_logp))
     adv_B_T = adv_B[:, None].expand_as(ratio_B_T)
     loss_B_T = _clipped_surrogate(ratio_B_T, adv_B_T, cfg)
     r = ratio_B_T.detach()
     return loss_B_T, {**_clip_metrics(r, adv_B_T, mask, cfg), **_ratio_metrics(r, mask)}
-
-
-# ----------------------------------------------------------------------------- the variants
-
-
-def grpo_loss(
-    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """GRPO token surrogate ``max(−Â r, −Â clip(r, 1 − ε_low, 1 + ε_high))`` per token ``[B, T]``."""
-    return _ppo_token_loss(logp, old_logp, adv_B, mask, cfg)
-
-
-def dr_grpo_loss(
-    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Dr. GRPO: GRPO's token surrogate; the difference is the constant-length aggregation."""
-    return _ppo_token_loss(logp, old_logp, adv_B, mask, cfg)
-
-
-def dapo_loss(
-    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """DAPO: the clipped token surrogate with decoupled (clip-higher) bounds."""
-    return _ppo_token_loss(logp, old_logp, adv_B, mask, cfg)
 
 
 def cispo_loss(
@@ -319,14 +346,15 @@ def gspo_token_loss(
     return _clipped_surrogate(s_B_T, adv_B_T, cfg), _gspo_metrics(s_B, adv_B, mask, cfg)
 
 
-LOSSES: dict[str, LossFn] = {
-    "grpo": grpo_loss,
-    "dr_grpo": dr_grpo_loss,
-    "dapo": dapo_loss,
-    "cispo": cispo_loss,
-    "gspo": gspo_loss,
-    "gspo_token": gspo_token_loss,
+LOSSES: dict[str, Variant] = {
+    "grpo": Variant(ppo_clip_loss, 0.2, 0.2, SEQ_MEAN_TOKEN_MEAN),
+    "dr_grpo": Variant(ppo_clip_loss, 0.2, 0.2, SUM_NORM, advantage_scale="none"),
+    "dapo": Variant(ppo_clip_loss, 0.2, 0.28, TOKEN_MEAN, dynamic_sampling=True),
+    "cispo": Variant(cispo_loss, math.inf, 4.0, TOKEN_MEAN, dual_clip=False),
+    "gspo": Variant(gspo_loss, 3e-4, 4e-4, SEQ_MEAN_TOKEN_MEAN, (SEQ_MEAN_TOKEN_MEAN,)),
+    "gspo_token": Variant(gspo_token_loss, 3e-4, 4e-4, SEQ_MEAN_TOKEN_MEAN, (SEQ_MEAN_TOKEN_MEAN,)),
 }
+"""The loss variants by name: the only list of names, each with its function and defaults."""
 
 
 # ----------------------------------------------------------------------------- the full loss
@@ -439,7 +467,7 @@ def policy_loss(
     ref_logp, entropy = _zero_padding(ref_logp, mask), _zero_padding(entropy, mask)
     adv_B = advantages.detach().to(logp.dtype)
 
-    token_loss_B_T, metrics = LOSSES[cfg.name](logp, old_logp, adv_B, mask, cfg)
+    token_loss_B_T, metrics = LOSSES[cfg.name].fn(logp, old_logp, adv_B, mask, cfg)
     agg = partial(
         aggregate,
         mask_B_T=mask,
@@ -458,7 +486,12 @@ def policy_loss(
     pg = agg(token_loss_B_T)
     kl_term = torch.zeros((), dtype=pg.dtype, device=pg.device)
     if ref_logp is not None:
-        kl_B_T = kl_estimate(logp if cfg.kl_coef > 0 else logp.detach(), ref_logp, cfg.kl_estimator)
+        kl_B_T = kl_estimate(
+            logp if cfg.kl_coef > 0 else logp.detach(),
+            ref_logp,
+            cfg.kl_estimator,
+            old_logp=old_logp if cfg.kl_bias_correction else None,
+        )
         metrics["kl/mean"] = masked_mean(kl_B_T.detach(), mask)
         if cfg.kl_coef > 0:
             kl_term = cfg.kl_coef * agg(kl_B_T)
