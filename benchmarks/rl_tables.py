@@ -20,7 +20,7 @@ from burnish.train.demo import DEMO_CONFIG
 from burnish.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
-LOSSES = ("grpo", "dr_grpo", "dapo", "cispo", "gspo")
+LOSSES = ("grpo", "dr_grpo", "dapo", "cispo", "gspo")  # the five paper variants of the table
 
 
 def _run(cfg) -> dict:

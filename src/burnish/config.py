@@ -118,10 +118,14 @@ class AlgorithmConfig(_Section):
     dual_clip: float | None = Field(default=None, gt=1)
     entropy_coef: float = 0.0
     entropy_gate_quantile: float | None = Field(default=None, gt=0, lt=1)
+    kl_bias_correction: bool = False
+    """Multiply the k3 KL term by the importance ratio π_θ/π_old (DeepSeek-V3.2's estimator, TRL's
+    `use_bias_correction_kl`); k3 only."""
     advantage_scale: Literal["group", "batch", "none"] | None = None
-    """None: "none" for dr_grpo, "group" otherwise."""
+    """None: the variant's default (`LOSSES[loss].advantage_scale`: "none" for dr_grpo)."""
     dynamic_sampling: bool | None = None
-    """Drop zero-variance groups and top the batch up (None: on for dapo)."""
+    """Drop zero-variance groups and top the batch up (None: the variant's default, on for
+    dapo)."""
     max_resample_rounds: int = Field(default=3, ge=0)
     """Cap on extra sampling rounds per step when dynamic sampling tops up the batch."""
     overlong_cache: int | None = Field(default=None, ge=1)
@@ -137,12 +141,6 @@ class AlgorithmConfig(_Section):
         if v not in LOSSES:
             raise ValueError(f"unknown loss {v!r}; allowed: {', '.join(LOSSES)}")
         return v
-
-    def resolved_scale(self) -> str:
-        return self.advantage_scale or ("none" if self.loss == "dr_grpo" else "group")
-
-    def resolved_dynamic_sampling(self) -> bool:
-        return self.loss == "dapo" if self.dynamic_sampling is None else self.dynamic_sampling
 
 
 class RolloutConfig(_Section):
@@ -216,6 +214,7 @@ class LogConfig(_Section):
         if not v.isprintable():
             raise ValueError(f"run_dir {v!r} holds control characters; use a plain path")
         return v
+
     sinks: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
     """Extra metric sinks, used when their package is installed."""
     project: str = "burnish"

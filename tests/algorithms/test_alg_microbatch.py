@@ -11,8 +11,7 @@ import pytest
 import torch
 from grpo_case import Case
 
-from burnish.algorithms import AGGREGATIONS, LOSSES, LossConfig, policy_loss
-from burnish.algorithms.losses import entropy_gate_threshold
+from burnish.algorithms import AGGREGATIONS, LOSSES, LossConfig, entropy_gate_threshold, policy_loss
 
 CASES = [(name, agg) for name, v in sorted(LOSSES.items()) for agg in v.aggregations]
 

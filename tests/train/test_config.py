@@ -9,9 +9,7 @@ def test_defaults_and_overrides():
     assert c.algorithm.loss == "gspo"
     assert c.rollout.group_size == 4
     assert c.train.lr == pytest.approx(3e-4)
-    assert c.algorithm.resolved_scale() == "group"
-    assert load_config(None, ["algorithm.loss=dr_grpo"]).algorithm.resolved_scale() == "none"
-    assert load_config(None, ["algorithm.loss=dapo"]).algorithm.resolved_dynamic_sampling()
+    assert c.algorithm.advantage_scale is None  # the variant's default, resolved by RunPlan
 
 
 def test_roundtrip_through_toml(tmp_path):

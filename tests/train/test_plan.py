@@ -42,7 +42,11 @@ def test_plan_translates_every_section():
     assert plan.step.temperature == 0.7
     assert plan.eval.samples == 2 and plan.eval.max_new_tokens == 10
     dapo = RunPlan.from_config(load_config(None, ["algorithm.loss=dapo"]), load_env("arithmetic"))
-    assert dapo.collect.dynamic_sampling
+    assert dapo.collect.dynamic_sampling and dapo.shaping.advantage_scale == "group"
+    off = load_config(None, ["algorithm.loss=dapo", "algorithm.dynamic_sampling=false"])
+    assert not RunPlan.from_config(off, load_env("arithmetic")).collect.dynamic_sampling
+    kl = load_config(None, ["algorithm.kl_coef=0.1", "algorithm.kl_bias_correction=true"])
+    assert RunPlan.from_config(kl, load_env("arithmetic")).loss.kl_bias_correction
 
 
 def test_gspo_token_is_selectable():

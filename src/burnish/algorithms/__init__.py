@@ -17,10 +17,15 @@ from burnish.algorithms.losses import (
     LossConfig,
     LossFn,
     Variant,
-    entropy_gate_threshold,
     policy_loss,
 )
-from burnish.algorithms.reduce import AGGREGATIONS, aggregate, masked_mean, masked_sum
+from burnish.algorithms.reduce import (
+    AGGREGATIONS,
+    aggregate,
+    entropy_gate_threshold,
+    masked_mean,
+    masked_sum,
+)
 from burnish.algorithms.shaping import keep_informative_groups, soft_overlong_penalty
 
 __all__ = [

@@ -60,7 +60,13 @@ from burnish.algorithms.kl import (
     LOG_RATIO_CLAMP,
     kl_estimate,
 )
-from burnish.algorithms.reduce import AGGREGATIONS, aggregate, masked_mean, masked_sum
+from burnish.algorithms.reduce import (
+    AGGREGATIONS,
+    aggregate,
+    entropy_gate_threshold,
+    masked_mean,
+    masked_sum,
+)
 
 __all__ = [
     "LOSSES",
@@ -68,7 +74,6 @@ __all__ = [
     "LossFn",
     "Variant",
     "cispo_loss",
-    "entropy_gate_threshold",
     "gspo_loss",
     "gspo_token_loss",
     "policy_loss",
@@ -358,32 +363,6 @@ LOSSES: dict[str, Variant] = {
 
 
 # ----------------------------------------------------------------------------- the full loss
-
-
-def entropy_gate_threshold(entropy: Tensor, mask: Tensor, quantile: float) -> Tensor:
-    """The ``quantile`` of the valid tokens' entropies (linear interpolation, as `torch.quantile`).
-
-    Compute it once over the whole optimizer step and pass it to `policy_loss` as
-    ``entropy_threshold`` so that every micro-batch uses the same gate.
-
-    Args:
-        entropy: ``[B, T]`` per-token entropies (detached here).
-        mask: ``[B, T]`` loss mask; padded entries never enter the quantile.
-        quantile: in (0, 1); 0.8 keeps the top 20% of tokens.
-
-    Returns:
-        0-dim tensor; ``+inf`` when there are no valid tokens (nothing passes the gate).
-    """
-    if not 0 < quantile < 1:
-        raise ValueError(f"quantile must be in the open interval (0, 1); got {quantile}")
-    values, _ = entropy.detach()[mask.bool()].sort()
-    n = values.numel()
-    if n == 0:
-        return torch.tensor(float("inf"), dtype=entropy.dtype, device=entropy.device)
-    pos = quantile * (n - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, n - 1)
-    return values[lo] + (pos - lo) * (values[hi] - values[lo])
 
 
 def _check_inputs(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, **optional) -> None:

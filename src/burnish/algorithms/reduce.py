@@ -22,6 +22,7 @@ inf in a padded slot can never leak into a sum.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -30,6 +31,7 @@ from torch import Tensor
 __all__ = [
     "AGGREGATIONS",
     "aggregate",
+    "entropy_gate_threshold",
     "masked_mean",
     "masked_sum",
     "seq_mean_token_mean",
@@ -169,3 +171,29 @@ def aggregate(
     except KeyError:
         raise ValueError(f"unknown aggregation {mode!r}; allowed: {sorted(AGGREGATIONS)}") from None
     return fn(loss_B_T, mask_B_T, num_tokens=num_tokens, num_seqs=num_seqs, norm_len=norm_len)
+
+
+def entropy_gate_threshold(entropy: Tensor, mask: Tensor, quantile: float) -> Tensor:
+    """The ``quantile`` of the valid tokens' entropies (linear interpolation, as `torch.quantile`).
+
+    Compute it once over the whole optimizer step and pass it to `policy_loss` as
+    ``entropy_threshold`` so that every micro-batch uses the same gate.
+
+    Args:
+        entropy: ``[B, T]`` per-token entropies (detached here).
+        mask: ``[B, T]`` loss mask; padded entries never enter the quantile.
+        quantile: in (0, 1); 0.8 keeps the top 20% of tokens.
+
+    Returns:
+        0-dim tensor; ``+inf`` when there are no valid tokens (nothing passes the gate).
+    """
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be in the open interval (0, 1); got {quantile}")
+    values, _ = entropy.detach()[mask.bool()].sort()
+    n = values.numel()
+    if n == 0:
+        return torch.tensor(float("inf"), dtype=entropy.dtype, device=entropy.device)
+    pos = quantile * (n - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return values[lo] + (pos - lo) * (values[hi] - values[lo])

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from burnish.algorithms import LossConfig
+from burnish.algorithms import LOSSES, LossConfig
 from burnish.config import JudgeEntry, RunConfig
 from burnish.rollout import SamplingParams
 from burnish.train.step import StepSettings
@@ -89,6 +89,7 @@ class RunPlan:
     def from_config(cls, config: RunConfig, env: Any) -> RunPlan:
         """The plan of `config` for the run's environment (its turn limit sets the units)."""
         r, a, t, e = config.rollout, config.algorithm, config.train, config.eval
+        variant = LOSSES[a.loss]  # what a field left as None means for this loss
         budget = EpisodeBudget(config.env.max_turns, config.env.max_tokens)
         max_sampled = max_sampled_tokens(r.max_new_tokens, config.env.max_turns, env)
         sampling = SamplingParams(
@@ -101,12 +102,12 @@ class RunPlan:
                 concurrency=r.concurrency,
                 sampling=sampling,
                 budget=budget,
-                dynamic_sampling=a.resolved_dynamic_sampling(),
+                dynamic_sampling=_or(a.dynamic_sampling, variant.dynamic_sampling),
                 max_resample_rounds=a.max_resample_rounds,
                 seed=t.seed,
             ),
             shaping=ShapingSettings(
-                advantage_scale=a.resolved_scale(),
+                advantage_scale=_or(a.advantage_scale, variant.advantage_scale),
                 overlong_cache=a.overlong_cache,
                 max_sampled_tokens=max_sampled,
                 mask_truncated=a.mask_truncated,
@@ -117,6 +118,7 @@ class RunPlan:
                 eps_high=a.eps_high,
                 kl_coef=a.kl_coef,
                 kl_estimator=a.kl_estimator,
+                kl_bias_correction=a.kl_bias_correction,
                 aggregation=a.aggregation,
                 max_completion_len=max_sampled,
                 dual_clip=a.dual_clip,
@@ -141,6 +143,10 @@ class RunPlan:
                 budget=budget,
             ),
         )
+
+
+def _or(value, default):
+    return default if value is None else value
 
 
 def max_sampled_tokens(max_new_tokens: int, max_turns: int | None, env: Any) -> int:
