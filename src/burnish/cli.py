@@ -49,13 +49,36 @@ def train_cmd(
 ) -> None:
     """Train an adapter with RL as the config says."""
     from burnish.config import ConfigError, load_config
+    from burnish.train.guards import RunHealthError
     from burnish.train.progress import train_with_progress
 
     try:
         cfg = load_config(config, set_)
-        train_with_progress(cfg, resume=resume)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
+    try:
+        train_with_progress(cfg, resume=resume)
+    except KeyboardInterrupt:
+        overrides = "".join(f" --set {s!r}" for s in set_)
+        _interrupted(cfg.log.run_dir, f"burnish train {config}{overrides} --resume")
+    except (ConfigError, ValueError, FileNotFoundError, RunHealthError) as e:
+        _fail(str(e))
+
+
+def _interrupted(run_dir: str, resume_command: str) -> None:
+    """Say where an interrupted run can continue from, and exit 130 (as for SIGINT)."""
+    from burnish.train.checkpoint import list_checkpoints
+
+    checkpoints = list_checkpoints(Path(run_dir))
+    if checkpoints:
+        msg = (
+            f"interrupted; {run_dir} can resume from {checkpoints[-1]} "
+            f"({checkpoints[-1].name.removeprefix('step_')} steps done):\n  {resume_command}"
+        )
+    else:
+        msg = f"interrupted before the first checkpoint of {run_dir}: there is nothing to resume"
+    typer.echo(msg, err=True)
+    raise typer.Exit(130)
 
 
 @app.command()

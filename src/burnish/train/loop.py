@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from burnish.config import RunConfig, save_config
+from burnish.config import RunConfig, advisories, save_config
 from burnish.eval import evaluate_async
 from burnish.rollout import LocalSampler
 from burnish.rollout.pack import pack
@@ -37,6 +37,7 @@ from burnish.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from burnish.train.export import export_weights
 from burnish.train.groups import (
     TaskCursor,
     collect_groups,
@@ -44,6 +45,7 @@ from burnish.train.groups import (
     shape_rewards,
     with_advantages,
 )
+from burnish.train.guards import ScorableWatch, check_run_dir, loss_advice
 from burnish.train.metrics import step_metrics
 from burnish.train.plan import RunPlan
 from burnish.train.run_monitor import RunMonitor
@@ -105,9 +107,12 @@ async def train_async(
     run = start_run(config, resume)
     if run.before is None:
         run.before = await run_eval(run, step=0)
+    watch, advised, saved = ScorableWatch(config.train.max_unscorable_steps), False, run.start
     for step in range(run.start, config.train.steps):
         ts = time.time()
         groups, metrics = await rl_step(run, step)
+        if not advised and "loss/total" in metrics:  # settings that only the numbers reveal
+            advised = [log.warning(m) for m in loss_advice(run.plan.loss, metrics)] or True
         report = await run.monitor.observe(step, groups, metrics)
         metrics.update(report.metrics)
         for a in report.alerts:  # to the console as they happen; also in the store and summary
@@ -127,9 +132,15 @@ async def train_async(
         if on_step is not None:
             on_step(step, metrics)
         if report.stop or (step + 1) % config.train.checkpoint_every == 0 or report.checkpoint:
-            checkpoint(run, step + 1)
+            saved = checkpoint(run, step + 1)
         if report.stop:
             break
+        watch.observe(step, metrics)  # raises after too many steps with nothing scorable
+    last = run.store.last_step()
+    done = 0 if last is None else last + 1
+    if done and saved != done:  # the last steps are always saved
+        checkpoint(run, done)
+    export_weights(run.run_dir, run.policy, run.tokenizer)
     return await finish_run(run, t0)
 
 
@@ -163,6 +174,9 @@ async def rl_step(run: Run, step: int) -> tuple[list[Group], dict[str, float]]:
 def start_run(config: RunConfig, resume: bool) -> Run:
     """Open the run directory, build every piece, and restore the last checkpoint on resume."""
     run_dir = Path(config.log.run_dir)
+    check_run_dir(run_dir, resume)
+    for advice in advisories(config):
+        log.warning("config: %s", advice)
     store = RunStore.open(run_dir / "run.db")
     if not resume and store.last_step() is not None:
         raise ValueError(
@@ -203,8 +217,9 @@ def start_run(config: RunConfig, resume: bool) -> Run:
     return run
 
 
-def checkpoint(run: Run, steps_done: int) -> None:
-    """Save the adapter and everything a resumed run needs, after `steps_done` steps."""
+def checkpoint(run: Run, steps_done: int) -> int:
+    """Save the adapter and everything a resumed run needs, after `steps_done` steps; returns
+    `steps_done`."""
     state = TrainerState(
         steps_done,
         run.optimizer.state_dict(),
@@ -215,6 +230,7 @@ def checkpoint(run: Run, steps_done: int) -> None:
         {"before": run.before},
     )
     save_checkpoint(run.run_dir, run.policy, state, keep=run.config.train.keep_checkpoints)
+    return steps_done
 
 
 async def run_eval(run: Run, step: int) -> dict[str, Any]:

@@ -42,6 +42,10 @@ def train_with_progress(
                 f"len {_fmt(metrics.get('length/mean'))}  "
                 f"test pass@1 {_fmt(state['pass1'])}"
             )
+            unscorable = metrics.get("reward/unscorable_frac", 0.0)
+            failed = sum(v for k, v in metrics.items() if k.startswith("judge/failed_calls"))
+            if unscorable or failed:  # judge health belongs on the line people watch
+                info += f"  [red]unscorable {unscorable:.0%}  judge failures {failed:g}[/red]"
             bar.update(task, completed=step + 1, info=info)
 
         summary = train(config, resume=resume, on_step=on_step)

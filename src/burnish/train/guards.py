@@ -1,0 +1,84 @@
+"""Checks that keep a run from silently doing nothing: the run directory before anything is
+written, judge health while it trains, and advice on settings that only show up in the numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from burnish.algorithms import LossConfig
+from burnish.train.checkpoint import list_checkpoints
+
+log = logging.getLogger("burnish")
+
+
+class RunHealthError(RuntimeError):
+    """The run cannot train as set up (e.g. nothing has been scorable for several steps)."""
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse a run directory that cannot hold this run, before anything is written.
+
+    Raises:
+        ValueError: `run_dir` is a file; or `resume` and there is no run or no complete
+            checkpoint to resume from (the message says what is there and what to do).
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"log.run_dir {run_dir} is a file, not a directory; name a directory")
+    if not resume:
+        return
+    if not (run_dir / "run.db").exists():
+        raise ValueError(
+            f"nothing to resume in {run_dir}: no run was written there; start the run without "
+            "--resume"
+        )
+    if not list_checkpoints(run_dir):
+        raise ValueError(
+            f"{run_dir} holds a run but no complete checkpoint to resume from; start it again "
+            "without --resume in another log.run_dir (or delete this one)"
+        )
+
+
+@dataclass
+class ScorableWatch:
+    """Stops a run after `limit` consecutive steps in which no rollout could be scored."""
+
+    limit: int
+    streak: int = 0
+
+    def observe(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Log judge trouble of this step; raise `RunHealthError` once the streak hits the limit."""
+        failed = {k: v for k, v in metrics.items() if k.startswith("judge/failed_calls") and v}
+        unscorable = metrics.get("reward/unscorable_frac", 0.0)
+        if failed or unscorable > 0:
+            detail = ", ".join(f"{k} {v:g}" for k, v in failed.items()) or "no failed calls"
+            log.warning(
+                "step %d: %.0f%% of rollouts unscorable (%s)", step, 100 * unscorable, detail
+            )
+        nothing_scored = metrics.get("episodes/count", 0.0) > 0 and unscorable >= 1.0
+        self.streak = self.streak + 1 if nothing_scored else 0
+        if self.streak >= self.limit:
+            raise RunHealthError(
+                f"no rollout could be scored in the last {self.streak} steps (up to step {step}; "
+                f"{detail}): check the judges and their endpoints; the run stops here "
+                "(train.max_unscorable_steps) and can continue with --resume from its last "
+                "checkpoint"
+            )
+
+
+def loss_advice(loss: LossConfig, metrics: Mapping[str, float]) -> list[str]:
+    """Warnings about the loss settings given what a trained step measured."""
+    cfg, out = loss.resolved(), []
+    mean_len = metrics.get("length/mean")
+    norm = cfg.max_completion_len
+    if cfg.aggregation == "seq-mean-token-sum-norm" and mean_len and norm and norm > 8 * mean_len:
+        out.append(
+            f"{cfg.name} divides each sequence's loss by max_completion_len = {norm} sampled "
+            f"tokens while rollouts sample {mean_len:.1f} on average: the gradient is about "
+            f"{norm / mean_len:.0f}x smaller than the lengths call for; lower "
+            "rollout.max_new_tokens (or the turn limit) to the lengths you expect"
+        )
+    return out
