@@ -19,7 +19,7 @@ from burnish.judges.cache import JudgeCache, cache_key
 from burnish.judges.client import JudgeCallError, JudgeClient
 from burnish.judges.config import JudgeConfig
 from burnish.judges.metrics import JudgeMetrics
-from burnish.judges.parse import JudgeOutputError
+from burnish.judges.parse import PARSER_VERSION, JudgeOutputError
 from burnish.judges.prompts import load_template, render
 from burnish.scoring import Scorer
 from burnish.types import Score, Task
@@ -80,7 +80,12 @@ class JudgeCore:
         return self.cache is not None and self.config.temperature == 0
 
     def key(self, **parts: Any) -> str:
-        return cache_key(model=self.config.model, sampling=self.config.sampling, **parts)
+        return cache_key(
+            model=self.config.model,
+            sampling=self.config.sampling,
+            parser=PARSER_VERSION,
+            **parts,
+        )
 
     def cache_get(self, key: str) -> Any | None:
         if not self.cacheable:

@@ -145,7 +145,7 @@ class GroupJudge:
         order, ids = self.assign_ids(unique)
         ex = await self.core.ask(
             self.build_messages(task, order, ids),
-            lambda text: validate_group_answer(text, ids),
+            lambda text: validate_group_answer(text, ids, quoted=order),
             expected=f"the ids {ids}",
         )
         if ex.parsed is None:

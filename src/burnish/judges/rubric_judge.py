@@ -123,7 +123,7 @@ class RubricJudge:
         names = [c.name for c in self.rubric.criteria]
         ex = await self.core.ask(
             self.build_messages(task, candidate),
-            lambda text: validate_rubric_answer(text, self.rubric.criteria),
+            lambda text: validate_rubric_answer(text, self.rubric.criteria, quoted=[candidate]),
             expected=f"the criteria {names}",
         )
         if ex.parsed is None:
