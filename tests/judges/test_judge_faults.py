@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from judge_helpers import keyword_task
@@ -169,3 +171,182 @@ def test_parse_takes_the_last_verdict_and_skips_objects_copied_from_candidates()
     assert validate_group_answer(f"{draft} no: {final}", ["a", "b"]).scores == {"a": 0.5, "b": 0.0}
     with pytest.raises(JudgeOutputError, match="outside"):
         validate_group_answer(f'{draft} then {{"scores": [{{"id": "a", "score": 7}}]}}', ["a", "b"])
+
+
+# ------------------------------------------------------------------ broken endpoints
+
+GOOD = "I left an apple by the river. At dusk the lamp came on."
+
+
+def _completion(text: str) -> bytes:
+    return json.dumps(
+        {
+            "id": "fake-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": MODEL_ID,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+        }
+    ).encode()
+
+
+def judged(request: dict) -> tuple[int, str, bytes]:
+    """A well-behaved judge: the scripted rules' answer as a chat completion."""
+    return 200, "application/json", _completion(answer(ScriptedRules(), request["messages"]))
+
+
+def html(_request: dict) -> tuple[int, str, bytes]:
+    return 200, "text/html; charset=utf-8", b"<html><body>Welcome to the proxy</body></html>"
+
+
+def bad_request(_request: dict) -> tuple[int, str, bytes]:
+    body = {"error": {"message": "unknown field 'seeed'", "type": "invalid_request_error"}}
+    return 400, "application/json", json.dumps(body).encode()
+
+
+class FakeEndpoint:
+    """An HTTP server on 127.0.0.1 answering chat requests by a script of responders.
+
+    Request i is answered by `script[i]` (the last one repeats). A responder returns
+    (status, content type, body); a body that is an iterator of bytes is sent chunked.
+    """
+
+    def __init__(self, *script) -> None:
+        self.script = list(script)
+        self.requests = 0
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                index = min(endpoint.requests, len(endpoint.script) - 1)
+                endpoint.requests += 1
+                status, ctype, body = endpoint.script[index](request)
+                self.send_response(status)
+                self.send_header("content-type", ctype)
+                try:
+                    if isinstance(body, bytes):
+                        self.send_header("content-length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        return
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    for chunk in body:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    endpoint.aborted = True  # the client stopped reading
+                finally:
+                    endpoint.handled.set()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.aborted = False
+        self.handled = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeEndpoint:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _judge(endpoint: FakeEndpoint, name: str = "kw_judge", **kw) -> RubricJudge:
+    kw = {"api_key_env": None, "timeout_s": 5.0, "backoff_s": 0.01, "backoff_max_s": 0.02, **kw}
+    return RubricJudge(RUBRIC, JudgeConfig(endpoint.base_url, MODEL_ID, **kw), name=name, seed=0)
+
+
+def _one(judge: RubricJudge, text: str = GOOD):
+    async def go():
+        try:
+            return (await judge.score_candidates(keyword_task(), [text]))[0]
+        finally:
+            await judge.core.client.aclose()
+
+    return asyncio.run(go())
+
+
+def test_html_body_with_status_200_is_a_failed_call_not_a_crash():
+    with FakeEndpoint(html) as endpoint:
+        judge = _judge(endpoint)
+        s = _one(judge)
+    assert s.value is None
+    assert "judge call failed" in s.info["error"]
+    assert "not JSON" in s.info["error"] and "text/html" in s.info["error"]
+    assert "Welcome to the proxy" in s.info["error"]
+    assert judge.metrics()["judge/failed_calls"] == 1
+
+
+def test_http_400_mid_run_is_a_failed_call_and_the_run_goes_on():
+    with FakeEndpoint(judged, bad_request, judged) as endpoint:
+        judge = _judge(endpoint)
+        scores = [_one(judge) for _ in range(3)]
+        assert endpoint.requests == 3  # a 400 is not retried
+    assert [s.value for s in scores] == [pytest.approx(1.0), None, pytest.approx(1.0)]
+    assert (
+        "HTTP 400" in scores[1].info["error"] and "unknown field 'seeed'" in scores[1].info["error"]
+    )
+    m = judge.metrics()
+    assert m["judge/calls"] == 2 and m["judge/failed_calls"] == 1 and m["judge/client_errors"] == 1
+    assert m["judge/unscorable_rate"] == pytest.approx(1 / 3)
+
+
+def test_repeated_client_errors_stop_the_run_with_a_clear_message():
+    from burnish.judges import JudgeConfigurationError
+
+    with FakeEndpoint(bad_request) as endpoint:
+        judge = _judge(endpoint, max_client_errors=3)
+        assert [_one(judge).value for _ in range(2)] == [None, None]
+        with pytest.raises(JudgeConfigurationError) as e:
+            _one(judge)
+    msg = str(e.value)
+    for needle in ("kw_judge", endpoint.base_url, MODEL_ID, "HTTP 400", "unknown field 'seeed'",
+                   "3 requests in a row", "max_client_errors"):  # fmt: skip
+        assert needle in msg, (needle, msg)
+    assert isinstance(e.value, ValueError)
+
+
+def test_a_success_between_client_errors_resets_the_count():
+    with FakeEndpoint(bad_request, bad_request, judged, bad_request, bad_request, judged) as ep:
+        judge = _judge(ep, max_client_errors=3)
+        values = [_one(judge).value for _ in range(6)]
+    assert values == [None, None, pytest.approx(1.0), None, None, pytest.approx(1.0)]
+
+
+def test_a_json_body_that_is_not_a_chat_completion_is_a_failed_call():
+    def not_completion(_request):
+        return 200, "application/json", b'{"status": "ok"}'
+
+    with FakeEndpoint(not_completion) as endpoint:
+        s = _one(_judge(endpoint))
+    assert s.value is None and "not a chat completion" in s.info["error"]
+
+
+def test_408_is_retried_like_429():
+    def timeout_once(request):
+        return (408, "application/json", b'{"error": {"message": "slow"}}')
+
+    with FakeEndpoint(timeout_once, judged) as endpoint:
+        judge = _judge(endpoint, max_retries=2)
+        s = _one(judge)
+    assert s.value == pytest.approx(1.0) and judge.metrics()["judge/retries"] == 1

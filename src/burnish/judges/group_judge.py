@@ -67,7 +67,7 @@ class GroupJudge:
     ) -> None:
         self.rubric = rubric
         self.name = name
-        self.core = JudgeCore(config, cache, client=client)
+        self.core = JudgeCore(config, cache, client=client, name=name)
         self._view = candidate_view(view)
         self._rng = random.Random(seed)
         self.prompt_version = template_version(GROUP_TEMPLATES)

@@ -12,9 +12,13 @@ class JudgeMetrics:
     calls: int = 0
     """Judge requests that returned an answer (retries of failed requests are not counted)."""
     retries: int = 0
-    """Requests retried after 429 / 5xx / timeout / connection errors."""
+    """Requests retried after 408 / 429 / 5xx / timeout / connection errors."""
     failed_calls: int = 0
-    """Requests that failed after all retries."""
+    """Requests that got no usable answer: transient failures past the retries, and unusable
+    answers (`client_errors`)."""
+    client_errors: int = 0
+    """Requests answered with an HTTP 4xx other than 408 / 429 or a body that is not a chat
+    completion (not retried; part of `failed_calls`)."""
     repairs: int = 0
     """Repair requests sent after an answer failed validation."""
     prompt_tokens: int = 0
@@ -38,6 +42,7 @@ class JudgeMetrics:
             "judge/calls": float(self.calls),
             "judge/retries": float(self.retries),
             "judge/failed_calls": float(self.failed_calls),
+            "judge/client_errors": float(self.client_errors),
             "judge/repairs": float(self.repairs),
             "judge/tokens": float(self.prompt_tokens + self.completion_tokens),
             "judge/prompt_tokens": float(self.prompt_tokens),

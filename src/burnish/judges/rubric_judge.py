@@ -64,7 +64,7 @@ class RubricJudge:
     ) -> None:
         self.rubric = rubric
         self.name = name
-        self.core = JudgeCore(config, cache, client=client)
+        self.core = JudgeCore(config, cache, client=client, name=name)
         self._view = candidate_view(view)
         self._shuffle = shuffle_criteria
         self._rng = random.Random(seed)
