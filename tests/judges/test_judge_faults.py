@@ -350,3 +350,39 @@ def test_408_is_retried_like_429():
         judge = _judge(endpoint, max_retries=2)
         s = _one(judge)
     assert s.value == pytest.approx(1.0) and judge.metrics()["judge/retries"] == 1
+
+
+BIG = 8 * 2**20
+
+
+def _big_answer(request):
+    """A valid chat completion whose answer text is 8 MiB long (sent with Content-Length)."""
+    text = answer(ScriptedRules(), request["messages"]) + " " * BIG
+    return 200, "application/json", _completion(text)
+
+
+def _big_chunked(request):
+    """A chat completion whose answer goes on for 64 MiB, sent chunked (no Content-Length), so
+    its size shows only while reading."""
+    marker = "@@padding@@"
+    head, tail = _completion(answer(ScriptedRules(), request["messages"]) + marker).split(
+        marker.encode()
+    )
+    pad = b" " * 2**16
+    return 200, "application/json", iter([head, *[pad] * 1024, tail])
+
+
+@pytest.mark.parametrize("responder", [_big_answer, _big_chunked], ids=["length", "chunked"])
+def test_response_body_past_max_response_bytes_is_refused(responder):
+    assert JudgeConfig("http://x/v1", "m").max_response_bytes == 2**20
+    with FakeEndpoint(responder) as endpoint:
+        judge = _judge(endpoint)
+        s = _one(judge)
+        assert endpoint.handled.wait(5)
+    if responder is _big_chunked:
+        assert endpoint.aborted  # the client hung up instead of reading 64 MiB
+    assert s.value is None
+    assert "max_response_bytes=1048576" in s.info["error"]
+    assert judge.metrics()["judge/failed_calls"] == 1
+    with pytest.raises(ValueError, match="max_response_bytes"):
+        JudgeConfig("http://x/v1", "m", max_response_bytes=0)

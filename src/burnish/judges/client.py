@@ -3,16 +3,19 @@
 Built on `openai.AsyncOpenAI` with the library's own retries turned off, so that the retry
 policy here is explicit and bounded. Every outcome of a request is one of:
 
-- an answer: a 2xx chat-completion JSON body;
+- an answer: a 2xx chat-completion JSON body of at most `max_response_bytes`;
 - a transient failure (HTTP 408, 429, 5xx, a timeout, a connection error): retried with
   exponential backoff (honouring `Retry-After`, capped); after `max_retries` a `JudgeCallError`;
 - an unusable answer (HTTP 4xx other than 408 / 429, a 2xx body that is not a chat completion,
-  e.g. an HTML page): not retried, a `JudgeCallError`.
+  e.g. an HTML page, or a body past `max_response_bytes`): not retried, a `JudgeCallError`.
 
 The judges turn a `JudgeCallError` into an unscorable `Score(None)`, never a reward. An unusable
 answer that keeps coming is a configuration error (wrong URL, model, key or request field):
 after `max_client_errors` of them in a row with no answer in between, `JudgeConfigurationError`
 is raised instead, naming the endpoint, the status and the response text, and the run stops.
+
+`max_response_bytes` bounds the answer body as read (decompressed); an error body (4xx / 5xx)
+is read by the openai library itself and only its start is quoted in messages.
 """
 
 from __future__ import annotations
@@ -156,6 +159,28 @@ def parse_completion(body: bytes, status: int, content_type: str) -> tuple[str, 
     return text, prompt_tokens, completion_tokens, model if isinstance(model, str) else ""
 
 
+async def _read_capped(response: Any, limit: int) -> bytes:
+    """The body of a streamed openai response, refusing one past `limit` bytes."""
+    length = response.headers.get("content-length")
+    if length is not None and length.strip().isdigit() and int(length) > limit:
+        raise _Unusable(
+            response.status_code,
+            f"the body is {int(length)} bytes, more than max_response_bytes={limit}",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _Unusable(
+                response.status_code,
+                f"the body is larger than max_response_bytes={limit} (reading stopped at "
+                f"{size} bytes)",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class JudgeClient:
     """Sends chat requests to one judge endpoint with concurrency, rate and retry limits.
 
@@ -224,7 +249,7 @@ class JudgeClient:
             max_tokens=cfg.max_tokens,
             extra_body=cfg.extra_body or None,
         ) as response:
-            body = await response.read()
+            body = await _read_capped(response, cfg.max_response_bytes)
             status = response.status_code
             content_type = response.headers.get("content-type", "")
         return parse_completion(body, status, content_type)

@@ -6,7 +6,7 @@ also score plain candidate texts (`score_candidates`), which is what calibration
 A judge call goes: request -> strict validation -> on failure ONE repair request that quotes
 the validation error -> on failure `Score(None)` with the error in `info`. A failed call
 (429 / 5xx / timeout after the client's retries, or an unusable answer: a 4xx, a body that is
-not a chat completion) also ends in `Score(None)`; the same unusable answer
+not a chat completion or is too large) also ends in `Score(None)`; the same unusable answer
 `max_client_errors` times in a row raises `JudgeConfigurationError` naming the judge, and the run
 stops. Nothing here ever turns a failure into 0 or into a reward.
 """

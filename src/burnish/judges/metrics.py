@@ -17,8 +17,8 @@ class JudgeMetrics:
     """Requests that got no usable answer: transient failures past the retries, and unusable
     answers (`client_errors`)."""
     client_errors: int = 0
-    """Requests answered with an HTTP 4xx other than 408 / 429 or a body that is not a chat
-    completion (not retried; part of `failed_calls`)."""
+    """Requests answered with an HTTP 4xx other than 408 / 429, a body that is not a chat
+    completion, or one past `max_response_bytes` (not retried; part of `failed_calls`)."""
     repairs: int = 0
     """Repair requests sent after an answer failed validation."""
     prompt_tokens: int = 0
