@@ -13,6 +13,7 @@ from judge_helpers import keyword_task
 
 from burnish.judges import GroupJudge, JudgeConfig, RubricJudge, builtin_rubric
 from burnish.judges.client import ChatResult
+from burnish.judges.metrics import health_summary
 from burnish.judges.parse import JudgeOutputError, validate_group_answer, validate_rubric_answer
 from burnish.judges.scripted_rules import MODEL_ID, ScriptedRules, answer
 
@@ -294,7 +295,8 @@ def test_html_body_with_status_200_is_a_failed_call_not_a_crash():
     assert "judge call failed" in s.info["error"]
     assert "not JSON" in s.info["error"] and "text/html" in s.info["error"]
     assert "Welcome to the proxy" in s.info["error"]
-    assert judge.metrics()["judge/failed_calls"] == 1
+    m = judge.metrics()
+    assert m["judge/failed_calls"] == 1 and m["judge/unscorable"] == 1
 
 
 def test_http_400_mid_run_is_a_failed_call_and_the_run_goes_on():
@@ -308,7 +310,15 @@ def test_http_400_mid_run_is_a_failed_call_and_the_run_goes_on():
     )
     m = judge.metrics()
     assert m["judge/calls"] == 2 and m["judge/failed_calls"] == 1 and m["judge/client_errors"] == 1
+    assert m["judge/scored"] == 3 and m["judge/unscorable"] == 1
     assert m["judge/unscorable_rate"] == pytest.approx(1 / 3)
+    assert health_summary(m) == "judge failed 1/3 calls, unscorable 1/3"
+    # as the trainer logs them: suffixed with the judge's name
+    step = {f"{k}/{judge.name}": v for k, v in m.items()} | {"reward/mean": 0.5}
+    assert health_summary(step) == "kw_judge failed 1/3 calls, unscorable 1/3"
+    assert health_summary({"reward/mean": 0.5}) == ""
+    members = {f"kw/{k}": v for k, v in m.items()} | {"judge/calls": 2.0}  # an ensemble's
+    assert health_summary(members) == "kw failed 1/3 calls, unscorable 1/3"
 
 
 def test_repeated_client_errors_stop_the_run_with_a_clear_message():
