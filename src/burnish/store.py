@@ -3,7 +3,13 @@
 Tables: `steps` (every metric of every step), `rollouts` (every trajectory with its task, text,
 reward, components, stop reason and token counts), `evals` (test-split metrics), `alerts` and
 `flagged` (reward-hacking monitors). Each step is written in one transaction, so a crash leaves
-whole steps only; on resume, rows after the checkpoint step are deleted before the run goes on.
+whole steps only.
+
+Resuming from checkpoint `step_N` (N steps done) re-runs step N: `truncate_from(N)` first
+deletes every row of steps >= N and every eval labelled > N (an eval labelled s is taken after
+s steps). A step is written once: `log_step` refuses a step that already has rows, and
+(step, group, sample) is unique in `rollouts` and `flagged`, so a missed truncation fails loudly
+instead of doubling rows.
 """
 
 from __future__ import annotations
@@ -34,7 +40,16 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE TABLE IF NOT EXISTS flagged (
     id INTEGER PRIMARY KEY AUTOINCREMENT, step INTEGER NOT NULL, grp INTEGER, sample INTEGER,
     reward REAL, flags TEXT, text TEXT);
+CREATE INDEX IF NOT EXISTS flagged_step ON flagged(step);
+CREATE INDEX IF NOT EXISTS alerts_step ON alerts(step);
 """
+_UNIQUE = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS rollouts_unique ON rollouts(step, grp, sample)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS flagged_unique ON flagged(step, grp, sample)",
+)
+"""Added when the file allows it: a store written by an older burnish may hold duplicates, which
+`truncate_from` removes (the constraints are added then)."""
+_PER_STEP = ("steps", "rollouts", "alerts", "flagged")
 
 
 def _json(v: Any) -> str:
@@ -56,6 +71,15 @@ class RunStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.executescript(_SCHEMA)
         self.conn.commit()
+        self._ensure_unique()
+
+    def _ensure_unique(self) -> None:
+        for statement in _UNIQUE:
+            try:
+                with self.conn:
+                    self.conn.execute(statement)
+            except sqlite3.IntegrityError:  # duplicates already there: log_step still guards
+                pass
 
     @classmethod
     def open(cls, run_dir: str | Path) -> RunStore:
@@ -80,8 +104,18 @@ class RunStore:
         alerts: Iterable[Any] = (),
         flagged: Iterable[Any] = (),
     ) -> None:
-        """Write one step (metrics, rollouts, alerts, flagged samples) in one transaction."""
+        """Write one step (metrics, rollouts, alerts, flagged samples) in one transaction.
+
+        Raises:
+            ValueError: the store already holds rows of `step` (resume with `truncate_from`).
+        """
         with self.conn:
+            held = [t for t in _PER_STEP if self._has_step(t, step)]
+            if held:
+                raise ValueError(
+                    f"step {step} is already in the run store {self.path} (tables {held}); a "
+                    f"re-run step must be deleted first: call truncate_from({step})"
+                )
             self.conn.execute(
                 "INSERT OR REPLACE INTO steps VALUES (?, ?, ?)", (step, time.time(), _json(metrics))
             )
@@ -137,14 +171,34 @@ class RunStore:
                 ],
             )
 
+    def _has_step(self, table: str, step: int) -> bool:
+        row = self.conn.execute(f"SELECT 1 FROM {table} WHERE step = ? LIMIT 1", (step,))
+        return row.fetchone() is not None
+
     def log_eval(self, step: int, env: str, metrics: dict[str, Any]) -> None:
         with self.conn:
             self.conn.execute(
                 "INSERT OR REPLACE INTO evals VALUES (?, ?, ?)", (step, env, _json(metrics))
             )
 
+    def truncate_from(self, step: int) -> None:
+        """Delete every row of steps >= `step` and every eval labelled > `step`, in one
+        transaction: what resuming from checkpoint `step_{step}` re-runs.
+
+        An eval labelled s was taken after s steps, so the one labelled `step` (taken with the
+        checkpoint's weights) is kept.
+        """
+        with self.conn:
+            for table in _PER_STEP:
+                self.conn.execute(f"DELETE FROM {table} WHERE step >= ?", (step,))
+            self.conn.execute("DELETE FROM evals WHERE step > ?", (step,))
+        self._ensure_unique()
+
     def truncate_after(self, step: int) -> None:
-        """Delete everything logged after `step` (used when resuming from a checkpoint)."""
+        """Delete everything logged after `step`; `step` itself stays.
+
+        Not for resuming: checkpoint `step_N` re-runs step N, so use `truncate_from(N)`.
+        """
         with self.conn:
             for table in ("steps", "rollouts", "alerts", "flagged"):
                 self.conn.execute(f"DELETE FROM {table} WHERE step > ?", (step,))

@@ -6,9 +6,21 @@ the description and the `Args:` section describes each parameter.
 
 `ToolEnv.step` runs the tool calls of an assistant message (parsed by the framework) with a
 timeout and answers with one tool message per call; an assistant message without tool calls is
-the final answer and ends the episode. Errors the model caused (unknown tool, wrong arguments,
-a `ToolError` raised by the tool on bad input) come back as tool messages starting with
-"error:"; any other exception, or a timeout, propagates and the episode is recorded as an error.
+the final answer and ends the episode.
+
+Failures, and who they belong to. A tool runs on input the model chose, so whatever goes wrong
+inside it is the tool's answer to that input and goes back to the model as a tool message
+starting with "error:": an unknown tool, wrong arguments, a `ToolError` (bad input, said
+plainly), any other exception the tool raises (`OverflowError`, `KeyError` ...: named with its
+type), and a timeout (a tool call past `timeout_s`: an input can be made slow on purpose). The
+episode goes on and is scored. Were these "infrastructure" failures, the episode would be
+unscorable, and a policy could turn a wrong answer into no gradient at all by breaking a tool.
+
+The one exception that ends the episode as an error (`StopReason.ERROR`, unscored) is
+`ToolInfrastructureError`, which a tool raises when the failure is not the model's doing (its
+sandbox or service is down); `BaseException`s (cancellation, KeyboardInterrupt) propagate too.
+A synchronous tool runs in a worker thread that cannot be stopped: after a timeout it may run on
+in the background, its result unused.
 """
 
 from __future__ import annotations
@@ -38,8 +50,18 @@ class ToolError(Exception):
     """Raised by a tool for bad input; the message goes back to the model as the tool's output."""
 
 
-class ToolTimeoutError(RuntimeError):
-    """A tool did not finish within the environment's timeout."""
+class ToolInfrastructureError(RuntimeError):
+    """Raised by a tool whose failure is not the model's doing (its sandbox or service is down):
+    the episode is recorded as an error and left unscored."""
+
+
+MAX_ERROR_CHARS = 1000
+"""Longest error text a tool message carries (a longer one is cut)."""
+
+
+def _error_text(text: str) -> str:
+    text = f"error: {text}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
 def _docstring_args(doc: str) -> dict[str, str]:
@@ -132,7 +154,7 @@ def bind_arguments(fn: Callable[..., Any], call: ToolCall) -> dict[str, Any]:
         raise ToolError(f"{call.name} is missing argument {missing[0]!r}")
     try:
         return {k: _convert(v, hints.get(k, Any)) for k, v in kwargs.items()}
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise ToolError(f"{call.name}: bad argument: {e}") from e
 
 
@@ -157,12 +179,16 @@ class ToolEnv(BaseEnv):
         self.max_turns = max_turns
 
     async def call_tool(self, call: ToolCall) -> str:
-        """Run one call; model errors come back as "error: ..." text."""
+        """Run one call; its failures come back as "error: ..." text (see the module doc).
+
+        Raises:
+            ToolInfrastructureError: raised by the tool: a failure that is not the model's.
+        """
         if call.name == INVALID_CALL:
-            return f"error: malformed tool call: {call.arguments.get('error', '')}"
+            return _error_text(f"malformed tool call: {call.arguments.get('error', '')}")
         fn = self.tools.get(call.name)
         if fn is None:
-            return f"error: unknown tool {call.name!r}; available: {', '.join(self.tools)}"
+            return _error_text(f"unknown tool {call.name!r}; available: {', '.join(self.tools)}")
         try:
             kwargs = bind_arguments(fn, call)
             if inspect.iscoroutinefunction(fn):
@@ -170,9 +196,13 @@ class ToolEnv(BaseEnv):
             else:
                 result = await asyncio.wait_for(asyncio.to_thread(fn, **kwargs), self.timeout_s)
         except ToolError as e:
-            return f"error: {e}"
-        except asyncio.TimeoutError as e:
-            raise ToolTimeoutError(f"tool {call.name!r} ran past {self.timeout_s} s") from e
+            return _error_text(str(e))
+        except ToolInfrastructureError:
+            raise
+        except asyncio.TimeoutError:
+            return _error_text(f"{call.name} did not finish within {self.timeout_s} s")
+        except Exception as e:  # the tool's answer to this input: shown to the model
+            return _error_text(f"{call.name} failed: {type(e).__name__}: {e}")
         return str(result)
 
     async def step(self, task: Task, state: Any, action: Message) -> StepResult:

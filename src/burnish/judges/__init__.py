@@ -8,7 +8,7 @@ Every judge is a `Scorer`: `await judge.score_group(task, trajectories) -> list[
 
 from burnish.judges.cache import JudgeCache, cache_key
 from burnish.judges.calibrate import CANARIES, calibrate, cohen_kappa, load_labels, spearman
-from burnish.judges.client import JudgeCallError, JudgeClient
+from burnish.judges.client import JudgeCallError, JudgeClient, JudgeConfigurationError
 from burnish.judges.config import JudgeConfig
 from burnish.judges.core import Scorer, TextScorer
 from burnish.judges.ensemble import AGGREGATES, EnsembleJudge
@@ -37,6 +37,7 @@ __all__ = [
     "JudgeCallError",
     "JudgeClient",
     "JudgeConfig",
+    "JudgeConfigurationError",
     "JudgeOutputError",
     "Rubric",
     "RubricError",

@@ -27,7 +27,8 @@ class JudgeConfig:
 
     # --- limits ----------------------------------------------------------------------------
     timeout_s: float = 60.0
-    """Per-request timeout; a request past it counts as a transient failure."""
+    """Time limit of one request attempt, the whole body read included; past it the attempt
+    counts as a transient failure."""
     max_concurrency: int = 8
     """Requests in flight at once (a shared semaphore per client)."""
     requests_per_minute: float | None = None
@@ -37,6 +38,12 @@ class JudgeConfig:
     backoff_s: float = 0.5
     """First retry delay; doubles per retry (plus jitter), capped at `backoff_max_s`."""
     backoff_max_s: float = 8.0
+    max_response_bytes: int = 2**20
+    """Largest response body read (1 MiB); a larger one is a failed call (reading stops there)."""
+    max_client_errors: int = 3
+    """Unusable answers in a row (HTTP 4xx other than 408 / 429, a body that is not a chat
+    completion, one past `max_response_bytes`) with no success in between after which the judge
+    raises `JudgeConfigurationError`: the endpoint or the request is misconfigured."""
 
     # --- accounting ------------------------------------------------------------------------
     price_per_1k_prompt_tokens: float | None = None
@@ -57,6 +64,10 @@ class JudgeConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be >= 1, got {self.max_response_bytes}")
+        if self.max_client_errors < 1:
+            raise ValueError(f"max_client_errors must be >= 1, got {self.max_client_errors}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
         if self.requests_per_minute is not None and not self.requests_per_minute > 0:

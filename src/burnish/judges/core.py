@@ -4,9 +4,11 @@
 also score plain candidate texts (`score_candidates`), which is what calibration and replay use.
 
 A judge call goes: request -> strict validation -> on failure ONE repair request that quotes
-the validation error -> on failure `Score(None)` with the error in `info`. Transient transport
-failures (429 / 5xx / timeout after the client's retries) also end in `Score(None)`; a
-configuration error (bad key, unknown model) raises. Nothing here ever turns a failure into 0.
+the validation error -> on failure `Score(None)` with the error in `info`. A failed call
+(429 / 5xx / timeout after the client's retries, or an unusable answer: a 4xx, a body that is
+not a chat completion or is too large) also ends in `Score(None)`; the same unusable answer
+`max_client_errors` times in a row raises `JudgeConfigurationError` naming the judge, and the run
+stops. Nothing here ever turns a failure into 0 or into a reward.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from burnish.judges.cache import JudgeCache, cache_key
-from burnish.judges.client import JudgeCallError, JudgeClient
+from burnish.judges.client import JudgeCallError, JudgeClient, JudgeConfigurationError
 from burnish.judges.config import JudgeConfig
 from burnish.judges.metrics import JudgeMetrics
-from burnish.judges.parse import JudgeOutputError
+from burnish.judges.parse import PARSER_VERSION, JudgeOutputError
 from burnish.judges.prompts import load_template, render
 from burnish.scoring import Scorer
 from burnish.types import Score, Task
@@ -68,6 +70,8 @@ class JudgeCore:
     cache: JudgeCache | None = None
     metrics: JudgeMetrics = field(default_factory=JudgeMetrics)
     client: JudgeClient | None = None
+    name: str = "judge"
+    """The owning judge's name (named in configuration errors)."""
 
     def __post_init__(self) -> None:
         if self.client is None:
@@ -80,7 +84,12 @@ class JudgeCore:
         return self.cache is not None and self.config.temperature == 0
 
     def key(self, **parts: Any) -> str:
-        return cache_key(model=self.config.model, sampling=self.config.sampling, **parts)
+        return cache_key(
+            model=self.config.model,
+            sampling=self.config.sampling,
+            parser=PARSER_VERSION,
+            **parts,
+        )
 
     def cache_get(self, key: str) -> Any | None:
         if not self.cacheable:
@@ -114,6 +123,8 @@ class JudgeCore:
             except JudgeCallError as e:
                 error = f"judge call failed: {e}"
                 break
+            except JudgeConfigurationError as e:
+                raise JudgeConfigurationError(f"judge {self.name!r}: {e}") from None
             raw.append(result.text)
             model = result.model
             usage = [usage[0] + result.prompt_tokens, usage[1] + result.completion_tokens,

@@ -67,7 +67,7 @@ class GroupJudge:
     ) -> None:
         self.rubric = rubric
         self.name = name
-        self.core = JudgeCore(config, cache, client=client)
+        self.core = JudgeCore(config, cache, client=client, name=name)
         self._view = candidate_view(view)
         self._rng = random.Random(seed)
         self.prompt_version = template_version(GROUP_TEMPLATES)
@@ -145,7 +145,7 @@ class GroupJudge:
         order, ids = self.assign_ids(unique)
         ex = await self.core.ask(
             self.build_messages(task, order, ids),
-            lambda text: validate_group_answer(text, ids),
+            lambda text: validate_group_answer(text, ids, quoted=order),
             expected=f"the ids {ids}",
         )
         if ex.parsed is None:

@@ -1,10 +1,16 @@
 """Parse and strictly validate judge answers. Pure functions over strings and dicts.
 
 Rules (see judges_and_hacking.md §2.3, §2.9): `<think>` blocks are dropped (an unclosed one is
-an error); the first balanced JSON object that has the expected key and passes validation is
-taken, so prose and echoed format examples around it are skipped; every criterion or id must
-appear exactly once, verdicts must be one of the allowed choices (exact match after trimming
-whitespace), scores must be finite numbers in [0, 1]. Out-of-range values are errors, never clamped.
+an error). The judge's answer is the LAST JSON object that has the expected key: earlier ones
+are quotes, drafts or echoed format examples. A candidate may plant a verdict of its own, so
+before the last object is chosen, payload fences the judge echoed (`<candidate-NONCE ...>` ...
+`</candidate-NONCE>`, likewise task and reference) are dropped, and so is every object equal to
+one found in a candidate's text (a copy, wherever it stands). When the last attempt at the key is
+cut off or not valid JSON, the answer is an error: an earlier object never stands in for it.
+
+Every criterion or id must appear exactly once, verdicts must be one of the allowed choices
+(exact match after trimming whitespace), scores must be finite numbers in [0, 1]. Out-of-range
+values are errors, never clamped.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,12 +26,19 @@ from burnish.judges.rubric import Criterion
 
 T = TypeVar("T")
 
+PARSER_VERSION = "last-own-object-1"
+"""Which answer-selection rule produced a verdict: part of every judge cache key, so verdicts
+chosen under an older rule are never reused."""
+
 
 class JudgeOutputError(ValueError):
     """A judge answer could not be parsed or failed validation; the message says why."""
 
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_ECHOED_FENCE = re.compile(
+    r"<(candidate|task|reference)-([0-9a-f]+)(?:\s[^>]*)?>.*?</\1-\2>", re.DOTALL
+)
 
 
 def strip_think(text: str) -> str:
@@ -38,8 +51,13 @@ def strip_think(text: str) -> str:
     return text
 
 
-def json_objects(text: str, key: str) -> list[dict[str, Any]]:
-    """Every balanced JSON object in `text` that has `key` at its top level, in order."""
+def strip_echoed_fences(text: str) -> str:
+    """Remove payload blocks (`<candidate-NONCE ...>...</candidate-NONCE>`) the judge quoted."""
+    return _ECHOED_FENCE.sub("", text)
+
+
+def _keyed_objects(text: str, key: str) -> list[tuple[int, int, dict[str, Any]]]:
+    """(start, end, object) of every balanced JSON object with `key` at its top level."""
     decoder = json.JSONDecoder()
     found = []
     pos = text.find("{")
@@ -49,29 +67,56 @@ def json_objects(text: str, key: str) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             obj, end = None, pos + 1
         if isinstance(obj, dict) and key in obj:
-            found.append(obj)
+            found.append((pos, end, obj))
             pos = text.find("{", end)
         else:
             pos = text.find("{", pos + 1)
     return found
 
 
-def first_valid(text: str, key: str, check: Callable[[dict[str, Any]], T]) -> T:
-    """`check` applied to the first JSON object with `key` that passes it.
+def json_objects(text: str, key: str) -> list[dict[str, Any]]:
+    """Every balanced JSON object in `text` that has `key` at its top level, in order."""
+    return [obj for _, _, obj in _keyed_objects(text, key)]
 
-    Objects that fail (an echoed format example, a draft) are skipped; when none passes, the
-    error of the first one is raised, as that is most likely the intended answer.
+
+def final_answer(
+    text: str, key: str, check: Callable[[dict[str, Any]], T], quoted: Iterable[str] = ()
+) -> T:
+    """`check` applied to the judge's own answer: the last JSON object with `key`.
+
+    Args:
+        text: the judge's answer text.
+        key: the top-level key of the expected object ("verdicts", "scores").
+        check: validates the object and returns the parsed result (raises JudgeOutputError).
+        quoted: the candidate texts of the request; objects equal to one of theirs are copies.
+
+    Raises:
+        JudgeOutputError: no object, only copies, a cut-off last attempt, or `check`'s error.
     """
-    objects = json_objects(strip_think(text), key)
-    if not objects:
-        raise JudgeOutputError(f'no JSON object with a "{key}" key found in the answer')
-    first_error: JudgeOutputError | None = None
-    for obj in objects:
-        try:
-            return check(obj)
-        except JudgeOutputError as e:
-            first_error = first_error or e
-    raise first_error  # type: ignore[misc]
+    text = strip_echoed_fences(strip_think(text))
+    planted = [obj for q in quoted for obj in json_objects(q, key)]
+    objects = _keyed_objects(text, key)
+    own = [(start, obj) for start, _, obj in objects if obj not in planted]
+    # a mention of the key outside every decoded object is an attempt that is not valid JSON
+    broken = [
+        m.start()
+        for m in re.finditer(rf'"{re.escape(key)}"\s*:', text)
+        if not any(s <= m.start() < e for s, e, _ in objects)
+    ]
+    if not own:
+        why = ""
+        if broken:
+            why = " (the last one is not valid JSON: cut off?)"
+        elif objects:
+            why = " (the only ones are copied from a candidate)"
+        raise JudgeOutputError(f'no JSON object with a "{key}" key found in the answer{why}')
+    start, obj = own[-1]
+    if broken and broken[-1] > start:
+        raise JudgeOutputError(
+            f'the last "{key}" object of the answer is not valid JSON (cut off?); '
+            "an earlier one is not used in its place"
+        )
+    return check(obj)
 
 
 @dataclass(frozen=True)
@@ -83,9 +128,14 @@ class RubricVerdicts:
     flags: dict[str, bool]
 
 
-def validate_rubric_answer(text: str, criteria: Sequence[Criterion]) -> RubricVerdicts:
-    """Parse and validate `{"verdicts": [{"name", "reason", "verdict"}], "flags": {...}}`."""
-    return first_valid(text, "verdicts", lambda obj: _check_verdicts(obj, criteria))
+def validate_rubric_answer(
+    text: str, criteria: Sequence[Criterion], quoted: Iterable[str] = ()
+) -> RubricVerdicts:
+    """Parse and validate `{"verdicts": [{"name", "reason", "verdict"}], "flags": {...}}`.
+
+    `quoted`: the candidate text(s) of the request (see `final_answer`).
+    """
+    return final_answer(text, "verdicts", lambda obj: _check_verdicts(obj, criteria), quoted)
 
 
 def _check_verdicts(obj: dict[str, Any], criteria: Sequence[Criterion]) -> RubricVerdicts:
@@ -130,9 +180,12 @@ class GroupScores:
     reasons: dict[str, str]
 
 
-def validate_group_answer(text: str, ids: Sequence[str]) -> GroupScores:
-    """Parse and validate `{"scores": [{"id", "reason", "score"}]}` for exactly these ids."""
-    return first_valid(text, "scores", lambda obj: _check_scores(obj, ids))
+def validate_group_answer(text: str, ids: Sequence[str], quoted: Iterable[str] = ()) -> GroupScores:
+    """Parse and validate `{"scores": [{"id", "reason", "score"}]}` for exactly these ids.
+
+    `quoted`: the candidate texts of the request (see `final_answer`).
+    """
+    return final_answer(text, "scores", lambda obj: _check_scores(obj, ids), quoted)
 
 
 def _check_scores(obj: dict[str, Any], ids: Sequence[str]) -> GroupScores:

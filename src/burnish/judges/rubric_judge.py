@@ -64,7 +64,7 @@ class RubricJudge:
     ) -> None:
         self.rubric = rubric
         self.name = name
-        self.core = JudgeCore(config, cache, client=client)
+        self.core = JudgeCore(config, cache, client=client, name=name)
         self._view = candidate_view(view)
         self._shuffle = shuffle_criteria
         self._rng = random.Random(seed)
@@ -123,7 +123,7 @@ class RubricJudge:
         names = [c.name for c in self.rubric.criteria]
         ex = await self.core.ask(
             self.build_messages(task, candidate),
-            lambda text: validate_rubric_answer(text, self.rubric.criteria),
+            lambda text: validate_rubric_answer(text, self.rubric.criteria, quoted=[candidate]),
             expected=f"the criteria {names}",
         )
         if ex.parsed is None:

@@ -213,7 +213,7 @@ def start_run(config: RunConfig, resume: bool) -> Run:
         run.monitor.load_state_dict(state.monitor)
         set_rng_state(state.rng)
         run.start, run.before = state.step, state.extra.get("before")
-    store.truncate_after(run.start if checkpoints else -1)  # steps after the checkpoint re-run
+    store.truncate_from(run.start)  # the checkpoint's step and later ones are run again
     return run
 
 

@@ -2,8 +2,10 @@
 
 Prompt: `37*48+125=?`. The environment offers one tool, `calculator(expression: str)`, a safe
 arithmetic evaluator (numbers, + − * / // % ** and parentheses, parsed with `ast`; nothing is
-`eval`-ed). The gold transcript calls the tool once with the whole expression and then answers
-with the integer alone. Reward 1 when the final answer (the last assistant message without a
+`eval`-ed). Literals and every intermediate result are limited to |x| <= 1e15, and exponents
+to 64; anything past that, a division by zero or an overflow is a `ToolError` that the model
+reads as the tool's answer. The gold transcript calls the tool once with the whole expression
+and then answers with the integer alone. Reward 1 when the final answer (the last assistant message without a
 tool call, strict integer format) equals the result, else 0; tool use does not change the
 reward, it is reported: components `correct`, `used_tool`, `tool_calls`.
 """
@@ -36,10 +38,15 @@ MAX_ABS = 10**15
 MAX_EXPONENT = 64
 
 
+_LIMIT = f"at most {MAX_ABS:.0e} in absolute value"
+
+
 def _eval(node: ast.AST) -> int | float:
     if isinstance(node, ast.Expression):
         return _eval(node.body)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        if not abs(node.value) <= MAX_ABS:  # also refuses inf and nan
+            raise ToolError(f"number {node.value:.6g} is too large ({_LIMIT})")
         return node.value
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
@@ -51,8 +58,10 @@ def _eval(node: ast.AST) -> int | float:
             value = _BINARY[type(node.op)](left, right)
         except ZeroDivisionError as e:
             raise ToolError("division by zero") from e
-        if isinstance(value, complex) or abs(value) > MAX_ABS:
-            raise ToolError(f"result out of range (|x| <= {MAX_ABS})")
+        except ArithmeticError as e:  # OverflowError: a float result past the float range
+            raise ToolError(f"result out of range ({_LIMIT})") from e
+        if isinstance(value, complex) or not abs(value) <= MAX_ABS:
+            raise ToolError(f"result out of range ({_LIMIT})")
         return value
     raise ToolError(f"unsupported expression element: {type(node).__name__}")
 
@@ -67,7 +76,7 @@ def safe_eval(expression: str) -> int | float:
         raise ToolError("expression too long (at most 200 characters)")
     try:
         tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError as e:
+    except (SyntaxError, ValueError) as e:  # ValueError: a NUL byte
         raise ToolError(f"cannot parse {expression!r}") from e
     return _eval(tree)
 
