@@ -238,6 +238,11 @@ class JudgeEntry(_Section):
     """What the judge sees: the final completion, or the whole conversation."""
     cache: bool = True
     price_per_1k_tokens: float | None = Field(default=None, ge=0)
+    max_response_bytes: int = Field(default=2**20, ge=1)
+    """Longest judge answer read; a longer body is a failed call (never a score)."""
+    max_client_errors: int = Field(default=3, ge=1)
+    """Client errors (4xx, answers that are not a chat completion) in a row, with no success in
+    between, after which the judge's setup is taken as wrong and the run stops."""
     members: list[JudgeEntry] = Field(default_factory=list)
     """Ensemble members (kind = "ensemble"), each a judge entry of its own."""
     aggregate: str = "mean"

@@ -37,8 +37,8 @@ class Scorer(Protocol):
 class EnvScorer:
     """The environment's own programmatic score as a `Scorer`.
 
-    An episode that ended with `StopReason.ERROR` (the environment or a tool raised, or a tool
-    timed out) is unscorable: `Score(None)` with the error as evidence, so an infrastructure
+    An episode that ended with `StopReason.ERROR` (the environment failed, or a tool raised
+    `ToolInfrastructureError`) is unscorable: `Score(None)` with the error as evidence, so an infrastructure
     failure never trains the policy as if it had failed. The model's own mistakes (a malformed
     tool call, a bad argument) are not episode errors: the episode runner hands them back to the
     model as tool messages, and they are scored like any other answer.

@@ -28,7 +28,8 @@ class StopReason(str, Enum):
     MAX_TURNS = "max_turns"
     """The turn limit was reached before the environment said done."""
     ERROR = "error"
-    """The environment or a tool raised; the error text is on the trajectory."""
+    """The environment failed (or a tool raised `ToolInfrastructureError`): an infrastructure
+    failure, never the model's; the error text is on the trajectory."""
 
 
 @dataclass(frozen=True)

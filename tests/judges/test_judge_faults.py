@@ -396,3 +396,26 @@ def test_response_body_past_max_response_bytes_is_refused(responder):
     assert judge.metrics()["judge/failed_calls"] == 1
     with pytest.raises(ValueError, match="max_response_bytes"):
         JudgeConfig("http://x/v1", "m", max_response_bytes=0)
+
+
+def test_a_judge_refusing_every_call_stops_training_with_its_message(tmp_path):
+    """A 400 on every call is a setup error: `train` stops with the judge's message."""
+    from burnish.config import load_config
+    from burnish.judges import JudgeConfigurationError
+    from burnish.models import tiny_model
+    from burnish.train.loop import train
+
+    model, tok = tiny_model("llama", hidden_size=32, num_layers=2, num_heads=4, seed=0)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    with FakeEndpoint(bad_request) as endpoint:
+        judge = (
+            f"{{name='kw_judge', rubric='keywords', base_url='{endpoint.base_url}', cache=false}}"
+        )
+        overrides = [f"model.name='{tmp_path / 'm'}'", "model.threads=1", "env.name=reverse"]
+        overrides += ["rollout.prompts_per_step=2", "rollout.group_size=2", "eval.n_tasks=2"]
+        overrides += ["rollout.max_new_tokens=4", "eval.samples=1", f"judges=[{judge}]"]
+        overrides += [f"log.run_dir='{tmp_path / 'run'}'", "monitors.enabled=false"]
+        with pytest.raises(JudgeConfigurationError, match="kw_judge.*HTTP 400.*unknown field"):
+            train(load_config(None, overrides))
+    assert (tmp_path / "run" / "run.db").exists()  # the store is closed and readable

@@ -23,6 +23,25 @@ def _steps(run_dir):
         store.close()
 
 
+def _assert_no_duplicates(run_dir) -> None:
+    """Every (step, group, sample) once in rollouts and flagged; every alert once per step."""
+    store = RunStore.open(run_dir)
+    try:
+        q = {
+            "rollouts": "SELECT step, grp, sample, COUNT(*) n FROM rollouts GROUP BY 1, 2, 3",
+            "flagged": "SELECT step, grp, sample, COUNT(*) n FROM flagged GROUP BY 1, 2, 3",
+            "alerts": "SELECT step, rule, signal, COUNT(*) n FROM alerts GROUP BY 1, 2, 3",
+            "evals": "SELECT step, env, COUNT(*) n FROM evals GROUP BY 1, 2",
+        }
+        for table, sql in q.items():
+            dup = [tuple(r) for r in store.conn.execute(sql) if r["n"] > 1]
+            assert not dup, f"{table} holds duplicate keys after resume: {dup[:5]}"
+        steps = [r[0] for r in store.conn.execute("SELECT step FROM rollouts")]
+        assert sorted(set(steps)) == list(range(12))
+    finally:
+        store.close()
+
+
 @pytest.mark.slow
 def test_sigkill_then_resume(tiny_dir, tmp_path):
     extra = ("train.steps=12", "train.checkpoint_every=1")
@@ -53,6 +72,9 @@ def test_sigkill_then_resume(tiny_dir, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = _steps(run)
     assert [s for s, _, _ in after] == list(range(12))
+    _assert_no_duplicates(run)
+    assert (run / "checkpoints" / "step_12").is_dir()  # the last step is saved
+    assert (run / "adapter" / "adapter_model.safetensors").exists()
 
     full = tmp_path / "full"
     train(load_config(None, run_overrides(tiny_dir, full, *extra)))

@@ -19,7 +19,7 @@ from burnish.envs.tool_calls import (
     ToolCallParser,
     parser_for,
 )
-from burnish.envs.tools import ToolEnv, ToolError, tool_schema
+from burnish.envs.tools import ToolEnv, ToolError, ToolInfrastructureError, tool_schema
 from burnish.envs.validation import ValidationReport, validate_env
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "ToolCallParser",
     "ToolEnv",
     "ToolError",
+    "ToolInfrastructureError",
     "UnknownEnvironmentError",
     "ValidationReport",
     "generate_tasks",

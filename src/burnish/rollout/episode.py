@@ -14,7 +14,7 @@ One episode:
    Sampled tokens are never re-tokenized.
 4. The episode stops when the environment says done (`DONE`), at the turn limit (`MAX_TURNS`),
    when a completion is cut off or the next turn would not fit in `max_tokens` (`LENGTH`), or
-   when the environment or a tool raises (`ERROR`: the trajectory keeps what was recorded, and
+   when the environment fails (`ERROR`: the trajectory keeps what was recorded, and
    the error text). Sampler failures are infrastructure failures and propagate.
 
 Template prefix property: rendering the conversation after a turn must start with the text
@@ -216,7 +216,7 @@ async def run_episode(
             break
         try:
             result = await env.step(task, state, action)
-        except Exception as e:  # the environment's or a tool's failure: recorded, batch goes on
+        except Exception as e:  # the environment's failure (a tool's errors are observations)
             error, stop = f"{type(e).__name__}: {e}", StopReason.ERROR
             break
         state = result.state

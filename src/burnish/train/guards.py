@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from burnish.algorithms import LossConfig
+from burnish.judges.metrics import health_summary
 from burnish.train.checkpoint import list_checkpoints
 
 log = logging.getLogger("burnish")
@@ -51,10 +52,10 @@ class ScorableWatch:
 
     def observe(self, step: int, metrics: Mapping[str, float]) -> None:
         """Log judge trouble of this step; raise `RunHealthError` once the streak hits the limit."""
-        failed = {k: v for k, v in metrics.items() if k.startswith("judge/failed_calls") and v}
+        failed = any(v for k, v in metrics.items() if k.startswith("judge/failed_calls"))
         unscorable = metrics.get("reward/unscorable_frac", 0.0)
+        detail = health_summary(metrics) or "no judge call failed"
         if failed or unscorable > 0:
-            detail = ", ".join(f"{k} {v:g}" for k, v in failed.items()) or "no failed calls"
             log.warning(
                 "step %d: %.0f%% of rollouts unscorable (%s)", step, 100 * unscorable, detail
             )

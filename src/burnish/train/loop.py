@@ -105,6 +105,17 @@ async def train_async(
     """`train` for callers that already run an event loop."""
     t0 = time.time()
     run = start_run(config, resume)
+    try:
+        return await _train(run, on_step, t0)
+    finally:  # a failed run keeps its store readable and its sinks flushed
+        run.store.close()
+        for sink in run.sinks:
+            sink.close()
+
+
+async def _train(run: Run, on_step: OnStep | None, t0: float) -> dict[str, Any]:
+    """The steps of a started run, then its final checkpoint, weights and summary."""
+    config = run.config
     if run.before is None:
         run.before = await run_eval(run, step=0)
     watch, advised, saved = ScorableWatch(config.train.max_unscorable_steps), False, run.start
@@ -112,7 +123,9 @@ async def train_async(
         ts = time.time()
         groups, metrics = await rl_step(run, step)
         if not advised and "loss/total" in metrics:  # settings that only the numbers reveal
-            advised = [log.warning(m) for m in loss_advice(run.plan.loss, metrics)] or True
+            advised = True
+            for advice in loss_advice(run.plan.loss, metrics):
+                log.warning("%s", advice)
         report = await run.monitor.observe(step, groups, metrics)
         metrics.update(report.metrics)
         for a in report.alerts:  # to the console as they happen; also in the store and summary
@@ -256,7 +269,7 @@ async def run_eval(run: Run, step: int) -> dict[str, Any]:
 
 
 async def finish_run(run: Run, t0: float) -> dict[str, Any]:
-    """The final evaluation and `summary.json`; closes the store and the sinks."""
+    """The final evaluation and `summary.json`."""
     store = run.store
     after = await run_eval(run, step=(store.last_step() or 0) + 1)
     summary = {
@@ -272,9 +285,6 @@ async def finish_run(run: Run, t0: float) -> dict[str, Any]:
         ],
     }
     (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    store.close()
-    for sink in run.sinks:
-        sink.close()
     return summary
 
 

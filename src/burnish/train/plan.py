@@ -170,4 +170,6 @@ def judge_config(entry: JudgeEntry):
         requests_per_minute=entry.requests_per_minute,
         price_per_1k_prompt_tokens=entry.price_per_1k_tokens,
         price_per_1k_completion_tokens=entry.price_per_1k_tokens,
+        max_response_bytes=entry.max_response_bytes,
+        max_client_errors=entry.max_client_errors,
     )

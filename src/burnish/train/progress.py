@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from burnish.config import RunConfig
+from burnish.judges.metrics import health_summary
 from burnish.train.loop import train
 
 
@@ -43,9 +44,9 @@ def train_with_progress(
                 f"test pass@1 {_fmt(state['pass1'])}"
             )
             unscorable = metrics.get("reward/unscorable_frac", 0.0)
-            failed = sum(v for k, v in metrics.items() if k.startswith("judge/failed_calls"))
+            failed = any(v for k, v in metrics.items() if k.startswith("judge/failed_calls"))
             if unscorable or failed:  # judge health belongs on the line people watch
-                info += f"  [red]unscorable {unscorable:.0%}  judge failures {failed:g}[/red]"
+                info += f"  [red]unscorable {unscorable:.0%}  {health_summary(metrics)}[/red]"
             bar.update(task, completed=step + 1, info=info)
 
         summary = train(config, resume=resume, on_step=on_step)
