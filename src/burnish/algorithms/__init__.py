@@ -4,8 +4,11 @@
 - `losses`: `LossConfig`, `policy_loss` and the `LOSSES` table of variants.
 - `kl`: per-token KL estimators k1 / k2 / k3.
 - `reduce`: masked reductions and the four aggregation modes with explicit step normalisers.
-- `logprobs`: chunked, memory-safe selective log-softmax and entropy from logits.
+- `logsoftmax`: chunked, memory-safe selective log-softmax and entropy from logits.
 - `shaping`: DAPO soft overlong penalty and dynamic-sampling filter.
+
+Formulas and departures from the papers: docs/algorithms.md. Tensor names end in their shape
+letters (`logp_B_T`, `rewards_P_G`), declared in docs/architecture.md §5.
 """
 
 from burnish.algorithms.advantages import SCALES, group_advantages
