@@ -7,6 +7,9 @@
 - `reduce`: masked reductions and the four aggregation modes with explicit step normalisers.
 - `logsoftmax`: chunked, memory-safe selective log-softmax and entropy from logits.
 - `shaping`: DAPO soft overlong penalty and dynamic-sampling filter.
+
+Formulas and departures from the papers: docs/algorithms.md. Tensor names end in their shape
+letters (`logp_B_T`, `rewards_P_G`), declared in docs/architecture.md §5.
 """
 
 from burnish.algorithms.advantages import SCALES, group_advantages

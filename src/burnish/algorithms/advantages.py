@@ -1,4 +1,4 @@
-"""Group-relative advantages (algorithms.md §9).
+"""Group-relative advantages (docs/algorithms.md §9).
 
 For a group ``g`` of ``G`` completions of one prompt with rewards ``R_{g,1..G}``:
 
@@ -69,7 +69,7 @@ def group_advantages(rewards_P_G: Tensor, scale: str = "group", eps: float = 1e-
         scale: ``"group"`` (divide by the group's std), ``"batch"`` (by the std of all rewards) or
             ``"none"`` (Dr. GRPO: only centre).
         eps: added to the std before dividing (verl uses 1e-6, TRL 1e-4; 0 gives the exact
-            reference values of algorithms.md §14.2).
+            reference values of docs/algorithms.md §14.2).
 
     Returns:
         ``[P, G]`` advantages in the rewards' dtype; exact zeros for all-equal groups, groups with

@@ -13,8 +13,8 @@ writes the gradient straight into a tensor of the logits' own dtype. Peak extra 
 
 Departures from the usual one-liner: the gradient is exact but computed by a hand-written backward
 (double backward is not supported), and the temperature division happens inside the chunk, so no
-scaled copy of the logits is made either (algorithms.md §13 item 9: logprobs and entropies must use
-the sampling temperature).
+scaled copy of the logits is made either (docs/algorithms.md §13 item 9: logprobs and entropies
+must use the sampling temperature).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Masked reductions and the four loss-aggregation modes (algorithms.md §10).
+"""Masked reductions and the four loss-aggregation modes (docs/algorithms.md §10).
 
 Given per-token losses ``ℓ [B, T]`` (already negated) and a 0/1 mask:
 

@@ -1,4 +1,4 @@
-"""Reward shaping and batch filtering from DAPO (algorithms.md §5).
+"""Reward shaping and batch filtering from DAPO (docs/algorithms.md §5).
 
 - `soft_overlong_penalty`: DAPO Eq. 13, the length penalty that is *added* to the task reward:
   0 up to ``max_len − cache_len`` tokens, then a linear ramp to −1 at ``max_len``, −1 beyond.

@@ -1,4 +1,4 @@
-"""Environments: the protocol, helpers, registry and built-ins (DESIGN §3.2)."""
+"""Environments: the protocol, helpers, registry and built-ins (docs/environments.md)."""
 
 from burnish.envs.base import (
     BaseEnv,

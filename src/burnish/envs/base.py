@@ -3,7 +3,7 @@
 An environment owns tasks, the rules of the conversation and the reward; the framework owns the
 episode loop (rendering, sampling, tool-call parsing, token segments: `burnish.rollout.episode`).
 
-- `Environment` is the protocol (DESIGN §3.2). Anything with these members works.
+- `Environment` is the protocol (docs/environments.md). Anything with these members works.
 - `BaseEnv` adds the shared machinery: `gold_messages` (replays the environment's deterministic
   `teacher` through `reset`/`step`) and `validate` (the gold transcript must earn `max_reward`).
 - `SingleTurnEnv`: one prompt, one answer, a score function of the answer text.

@@ -1,4 +1,4 @@
-"""Judge calibration against labelled examples (judges_and_hacking.md §2.4).
+"""Judge calibration against labelled examples (docs/judges_and_hacking.md §2.4).
 
 A labels file is JSON lines, one candidate per line::
 

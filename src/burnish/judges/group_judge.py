@@ -3,7 +3,7 @@
 The judge sees the task (and reference, and a rubric) once, then every distinct candidate,
 and scores each in [0, 1] relative to the others. Departures from RULER as read
 (`art/rewards/ruler.py`): candidates are shuffled per call and labelled with random opaque
-ids instead of "1".."N" in input order (position bias, §2.8 of the judge notes); scores are
+ids instead of "1".."N" in input order (position bias, docs/judges_and_hacking.md §2.8); scores are
 range-checked and never clamped; a bad answer gets one repair request and then every rollout
 of the group is `Score(None)`. Identical candidates are sent once and share a score.
 

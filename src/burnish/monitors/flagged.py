@@ -1,6 +1,6 @@
 """Pick the rollouts of a step a person should read: the top rewards and the most flagged.
 
-Online detectors audit hacking better than they warn of it (judges_and_hacking.md §3.2), so the
+Online detectors audit hacking better than they warn of it (docs/judges_and_hacking.md §3.2), so the
 monitor also keeps, every step, the samples most likely to show what the policy is doing.
 """
 

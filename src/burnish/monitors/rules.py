@@ -1,4 +1,4 @@
-"""The two composite alert rules of judges_and_hacking.md §3.2, as pure functions of histories.
+"""The two composite alert rules of docs/judges_and_hacking.md §3.2, as pure functions of histories.
 
 1. `train_up_heldout_flat`: the training reward rises across the window while a held-out scorer
    (never in the gradient) stays flat or falls: the canonical over-optimisation signature.

@@ -5,8 +5,8 @@ returns a number or a small record. Nothing here knows about steps, groups or re
 signal can be unit-tested on hand-written strings. The batch-level aggregates live in
 `burnish.monitors.stats`.
 
-Catalogue entries (shared/docs/judges_and_hacking.md §3.1) covered here: repetition (#2), answer
-hedging (#3), grader-directed injection (#5), copying the rubric or reference (#6) and invisible or
+Catalogue entries (docs/judges_and_hacking.md §3.1) covered here: repetition (#2), answer hedging
+(#3), grader-directed injection (#5), copying the rubric or reference (#6) and invisible or
 unusual characters (#17).
 """
 

@@ -5,7 +5,7 @@ and sequence counts to `policy_loss`), so the gradient does not depend on the mi
 
 Forward passes are only made when needed:
 - on-policy (one epoch, one minibatch) the old log-probs are the current ones, detached, so the
-  ratio is exactly 1 and no separate old-logprob pass runs (algorithms.md §13 item 3);
+  ratio is exactly 1 and no separate old-logprob pass runs (docs/algorithms.md §13 item 3);
 - off-policy (inner epochs or minibatches > 1) the old log-probs come from one no-grad pass
   before the first update, with the same model, kernels and precision as the training forward;
 - reference log-probs (adapter disabled) only when `kl_coef > 0`;
