@@ -1,4 +1,4 @@
-"""Per-token KL estimators between the policy and the reference (algorithms.md §8).
+"""Per-token KL estimators between the policy and the reference (docs/algorithms.md §8).
 
 With ``δ = logp − ref_logp`` on the sampled token:
 

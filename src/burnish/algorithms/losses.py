@@ -1,4 +1,4 @@
-"""GRPO-family policy losses: GRPO, Dr. GRPO, DAPO, CISPO, GSPO and GSPO-token (algorithms.md §3–§12).
+"""GRPO-family losses: GRPO, Dr. GRPO, DAPO, CISPO, GSPO, GSPO-token (docs/algorithms.md §3–§12).
 
 Every loss is ``L = −J`` (minimised). `LOSSES` is the one table of variants: each name maps to a
 `Variant` holding a pure function ``(logp, old_logp, advantages, mask, config) -> (ℓ [B, T],

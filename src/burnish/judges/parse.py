@@ -1,6 +1,6 @@
 """Parse and strictly validate judge answers. Pure functions over strings and dicts.
 
-Rules (see judges_and_hacking.md §2.3, §2.9): `<think>` blocks are dropped (an unclosed one is
+Rules (see docs/judges_and_hacking.md §2.3, §2.9): `<think>` blocks are dropped (an unclosed one is
 an error). The judge's answer is the LAST JSON object that has the expected key: earlier ones
 are quotes, drafts or echoed format examples. A candidate may plant a verdict of its own, so
 before the last object is chosen, payload fences the judge echoed (`<candidate-NONCE ...>` ...
