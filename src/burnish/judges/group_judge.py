@@ -24,10 +24,10 @@ from burnish.judges.prompts import (
     candidate_view,
     criteria_text,
     fence,
+    judge_messages,
     load_template,
     new_nonce,
     reference_text,
-    render,
     task_text,
     template_version,
 )
@@ -110,17 +110,15 @@ class GroupJudge:
             fence("candidate", text, nonce, f'id="{cid}"')
             for cid, text in zip(ids, order, strict=True)
         ]
-        values = {
-            "task": fence("task", task_txt, nonce),
-            "reference": "" if ref is None else f"REFERENCE\n{fence('reference', ref, nonce)}\n\n",
-            "rubric": self._rubric_text(),
-            "count": str(len(order)),
-            "candidates": "\n\n".join(blocks),
-        }
-        return [
-            {"role": "system", "content": render(load_template("group_system"), {"nonce": nonce})},
-            {"role": "user", "content": render(load_template("group_user"), values)},
-        ]
+        return judge_messages(
+            "group",
+            nonce,
+            task_txt,
+            ref,
+            rubric=self._rubric_text(),
+            count=str(len(order)),
+            candidates="\n\n".join(blocks),
+        )
 
     async def score_group(self, task: Task, trajectories: Sequence[Trajectory]) -> list[Score]:
         return await self.score_candidates(task, [self._view(t) for t in trajectories])

@@ -138,16 +138,22 @@ def validate_rubric_answer(
     return final_answer(text, "verdicts", lambda obj: _check_verdicts(obj, criteria), quoted)
 
 
-def _check_verdicts(obj: dict[str, Any], criteria: Sequence[Criterion]) -> RubricVerdicts:
-    items = obj["verdicts"]
+def _objects(obj: dict[str, Any], key: str) -> list[tuple[int, Mapping[str, Any]]]:
+    """`obj[key]` as (index, object) pairs; JudgeOutputError unless it is a list of objects."""
+    items = obj[key]
     if not isinstance(items, list):
-        raise JudgeOutputError(f'"verdicts" must be a list, got {type(items).__name__}')
+        raise JudgeOutputError(f'"{key}" must be a list, got {type(items).__name__}')
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise JudgeOutputError(f"{key}[{i}] must be an object, got {item!r}")
+    return list(enumerate(items))
+
+
+def _check_verdicts(obj: dict[str, Any], criteria: Sequence[Criterion]) -> RubricVerdicts:
     by_name = {c.name: c for c in criteria}
     verdicts: dict[str, str] = {}
     reasons: dict[str, str] = {}
-    for i, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise JudgeOutputError(f"verdicts[{i}] must be an object, got {item!r}")
+    for i, item in _objects(obj, "verdicts"):
         name, verdict, reason = item.get("name"), item.get("verdict"), item.get("reason", "")
         if name not in by_name:
             raise JudgeOutputError(
@@ -189,15 +195,10 @@ def validate_group_answer(text: str, ids: Sequence[str], quoted: Iterable[str] =
 
 
 def _check_scores(obj: dict[str, Any], ids: Sequence[str]) -> GroupScores:
-    items = obj["scores"]
-    if not isinstance(items, list):
-        raise JudgeOutputError(f'"scores" must be a list, got {type(items).__name__}')
     expected = set(ids)
     scores: dict[str, float] = {}
     reasons: dict[str, str] = {}
-    for i, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise JudgeOutputError(f"scores[{i}] must be an object, got {item!r}")
+    for i, item in _objects(obj, "scores"):
         cid, score, reason = item.get("id"), item.get("score"), item.get("reason", "")
         if cid not in expected:
             raise JudgeOutputError(

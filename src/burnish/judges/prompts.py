@@ -128,3 +128,19 @@ def candidate_view(view: str) -> Callable[[Trajectory], str]:
     if view not in VIEWS:
         raise ValueError(f"unknown judge view {view!r}; allowed: {sorted(VIEWS)}")
     return VIEWS[view]
+
+
+def judge_messages(kind: str, nonce: str, task_txt: str, ref: str | None, **values: str):
+    """The system and user messages of a `kind` ("rubric" or "group") judge call.
+
+    The task and reference are fenced with `nonce`; `values` fill the rest of the user template.
+    """
+    user = {
+        "task": fence("task", task_txt, nonce),
+        "reference": "" if ref is None else f"REFERENCE\n{fence('reference', ref, nonce)}\n\n",
+        **values,
+    }
+    return [
+        {"role": "system", "content": render(load_template(f"{kind}_system"), {"nonce": nonce})},
+        {"role": "user", "content": render(load_template(f"{kind}_user"), user)},
+    ]

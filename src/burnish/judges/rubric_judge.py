@@ -23,10 +23,9 @@ from burnish.judges.prompts import (
     candidate_view,
     criteria_text,
     fence,
-    load_template,
+    judge_messages,
     new_nonce,
     reference_text,
-    render,
     task_text,
     template_version,
 )
@@ -84,16 +83,14 @@ class RubricJudge:
         criteria = list(self.rubric.criteria)
         if self._shuffle:
             self._rng.shuffle(criteria)
-        values = {
-            "task": fence("task", task_txt, nonce),
-            "reference": "" if ref is None else f"REFERENCE\n{fence('reference', ref, nonce)}\n\n",
-            "criteria": criteria_text(criteria),
-            "candidate": fence("candidate", candidate, nonce),
-        }
-        return [
-            {"role": "system", "content": render(load_template("rubric_system"), {"nonce": nonce})},
-            {"role": "user", "content": render(load_template("rubric_user"), values)},
-        ]
+        return judge_messages(
+            "rubric",
+            nonce,
+            task_txt,
+            ref,
+            criteria=criteria_text(criteria),
+            candidate=fence("candidate", candidate, nonce),
+        )
 
     async def score_group(self, task: Task, trajectories: Sequence[Trajectory]) -> list[Score]:
         return await self.score_candidates(task, [self._view(t) for t in trajectories])
