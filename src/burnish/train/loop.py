@@ -198,8 +198,8 @@ def start_run(config: RunConfig, resume: bool) -> Run:
         )
     save_config(config, run_dir / "config.toml")
     policy, tokenizer = build_policy(config.model, config.lora, seed=config.train.seed)
-    env = build_env(config)
-    scorers = build_scorers(config, env)
+    env = build_env(config.env)
+    scorers = build_scorers(env, config.env_score, config.judges, config.log.run_dir)
     optimizer, scheduler = build_optimizer(config.train, policy)
     run = Run(
         config=config,

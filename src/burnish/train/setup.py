@@ -13,7 +13,14 @@ from typing import Any
 
 import torch
 
-from burnish.config import JudgeEntry, LoraConfig, ModelConfig, RunConfig, TrainConfig
+from burnish.config import (
+    EnvConfig,
+    EnvScoreConfig,
+    JudgeEntry,
+    LoraConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from burnish.envs import EnvMix, load_env
 from burnish.models import attach_lora, load_model, set_threads
 from burnish.scoring import EnvScorer, ScorerSpec
@@ -48,9 +55,9 @@ def build_policy(m: ModelConfig, lora: LoraConfig, seed: int):
     return model, tokenizer
 
 
-def build_env(config: RunConfig) -> Any:
+def build_env(config: EnvConfig) -> Any:
     """The run's environment: the configured one, or an `EnvMix` of the configured mixture."""
-    entries = config.env.entries()
+    entries = config.entries()
     envs = [load_env(e.name, **e.kwargs) for e in entries]
     if len(envs) == 1:
         return envs[0]
@@ -62,11 +69,13 @@ def member_envs(env: Any) -> list[Any]:
     return list(env.envs.values()) if isinstance(env, EnvMix) else [env]
 
 
-def build_scorers(config: RunConfig, env: Any) -> list[ScorerSpec]:
-    """The environment's programmatic score plus the configured judges."""
-    specs = [ScorerSpec(EnvScorer(env), weight=config.env_score.weight, role=config.env_score.role)]
-    for entry in config.judges:
-        specs.append(ScorerSpec(build_judge(entry, config.log.run_dir), entry.weight, entry.role))
+def build_scorers(
+    env: Any, env_score: EnvScoreConfig, judges: Sequence[JudgeEntry], run_dir: str
+) -> list[ScorerSpec]:
+    """The environment's programmatic score plus the configured judges (cached in `run_dir`)."""
+    specs = [ScorerSpec(EnvScorer(env), weight=env_score.weight, role=env_score.role)]
+    for entry in judges:
+        specs.append(ScorerSpec(build_judge(entry, run_dir), entry.weight, entry.role))
     if not any(s.role == "reward" for s in specs):
         raise ValueError(
             "no scorer has role 'reward': set env_score.role = 'reward' or add a judge with "
