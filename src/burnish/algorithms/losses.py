@@ -385,6 +385,39 @@ def _zero_padding(x: Tensor | None, mask: Tensor) -> Tensor | None:
     )
 
 
+def _check_needs(cfg: LossConfig, ref_logp: Tensor | None, entropy: Tensor | None) -> None:
+    """Raise ValueError when the config needs reference log-probs or entropies it was not given."""
+    if cfg.kl_coef > 0 and ref_logp is None:
+        raise ValueError(f"kl_coef={cfg.kl_coef} needs ref_logp; got None")
+    if (cfg.entropy_coef != 0 or cfg.entropy_gate_quantile is not None) and entropy is None:
+        raise ValueError(
+            f"entropy_coef={cfg.entropy_coef} / entropy_gate_quantile={cfg.entropy_gate_quantile} "
+            "need entropy; got None"
+        )
+
+
+def _kl_and_bonus(cfg, logp, old_logp, ref_logp, entropy, mask, agg, metrics):
+    """The KL term ``β · aggregate(KL)`` and the entropy bonus ``−α · aggregate(H)`` (0-dim
+    tensors, zero when off); records ``kl/mean`` and ``entropy/mean`` in ``metrics``."""
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    kl_term = bonus = zero
+    if ref_logp is not None:
+        kl_B_T = kl_estimate(
+            logp if cfg.kl_coef > 0 else logp.detach(),
+            ref_logp,
+            cfg.kl_estimator,
+            old_logp=old_logp if cfg.kl_bias_correction else None,
+        )
+        metrics["kl/mean"] = masked_mean(kl_B_T.detach(), mask)
+        if cfg.kl_coef > 0:
+            kl_term = cfg.kl_coef * agg(kl_B_T)
+    if entropy is not None:
+        metrics["entropy/mean"] = masked_mean(entropy.detach(), mask)
+        if cfg.entropy_coef != 0:
+            bonus = -cfg.entropy_coef * agg(entropy)
+    return kl_term, bonus
+
+
 def policy_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -433,14 +466,8 @@ def policy_loss(
     """
     cfg = config.resolved()
     _check_inputs(logp, old_logp, advantages, mask, ref_logp=ref_logp, entropy=entropy)
-    if cfg.kl_coef > 0 and ref_logp is None:
-        raise ValueError(f"kl_coef={cfg.kl_coef} needs ref_logp; got None")
+    _check_needs(cfg, ref_logp, entropy)
     gated = cfg.entropy_gate_quantile is not None
-    if (cfg.entropy_coef != 0 or gated) and entropy is None:
-        raise ValueError(
-            f"entropy_coef={cfg.entropy_coef} / entropy_gate_quantile={cfg.entropy_gate_quantile} "
-            "need entropy; got None"
-        )
     mask = mask.bool()
     logp, old_logp = _zero_padding(logp, mask), _zero_padding(old_logp.detach(), mask)
     ref_logp, entropy = _zero_padding(ref_logp, mask), _zero_padding(entropy, mask)
@@ -463,22 +490,7 @@ def policy_loss(
         metrics["entropy/gate_frac"] = _frac(gate_B_T, mask)
 
     pg = agg(token_loss_B_T)
-    kl_term = torch.zeros((), dtype=pg.dtype, device=pg.device)
-    if ref_logp is not None:
-        kl_B_T = kl_estimate(
-            logp if cfg.kl_coef > 0 else logp.detach(),
-            ref_logp,
-            cfg.kl_estimator,
-            old_logp=old_logp if cfg.kl_bias_correction else None,
-        )
-        metrics["kl/mean"] = masked_mean(kl_B_T.detach(), mask)
-        if cfg.kl_coef > 0:
-            kl_term = cfg.kl_coef * agg(kl_B_T)
-    bonus = torch.zeros((), dtype=pg.dtype, device=pg.device)
-    if entropy is not None:
-        metrics["entropy/mean"] = masked_mean(entropy.detach(), mask)
-        if cfg.entropy_coef != 0:
-            bonus = -cfg.entropy_coef * agg(entropy)
+    kl_term, bonus = _kl_and_bonus(cfg, logp, old_logp, ref_logp, entropy, mask, agg, metrics)
     loss = pg + kl_term + bonus
 
     metrics.update({"loss/policy": pg, "loss/kl": kl_term, "loss/entropy_bonus": bonus})

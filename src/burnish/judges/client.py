@@ -198,8 +198,9 @@ class JudgeClient:
         self._unusable_in_a_row = 0  # unusable answers since the last answer (module doc)
 
     def _bind_loop(self) -> None:
-        # asyncio primitives and the HTTP client belong to one event loop; a CLI or test that
-        # calls asyncio.run twice gets fresh ones instead of "attached to a different loop".
+        # asyncio primitives and the HTTP client belong to one event loop. A run has one loop
+        # (bound once); a library caller that scores from several `asyncio.run` calls gets
+        # fresh ones per loop instead of "attached to a different loop".
         loop = asyncio.get_running_loop()
         if loop is self._loop:
             return
