@@ -11,7 +11,9 @@ app = typer.Typer(
     help="RL fine-tuning of language models: GRPO-family algorithms, LoRA, judges, monitors.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: `--resume`, `--set FIELD=VALUE`, like a standard CLI
 )
+_SET_HELP = "Override a config field: section.field=value (repeatable)."
 
 
 @app.callback()
@@ -43,8 +45,8 @@ def _fresh_dir(base: str) -> str:
 
 @app.command("train")
 def train_cmd(
-    config: str = typer.Argument(..., help="Run configuration (TOML)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a field: section.field=value."),
+    config: str = typer.Argument(..., metavar="CONFIG", help="Run configuration (TOML)."),
+    set_: list[str] = typer.Option([], "--set", metavar="FIELD=VALUE", help=_SET_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
 ) -> None:
     """Train an adapter with RL as the config says."""
@@ -83,9 +85,11 @@ def _interrupted(run_dir: str, resume_command: str) -> None:
 
 @app.command()
 def demo(
-    set_: list[str] = typer.Option([], "--set", help="Override a field of the demo config."),
+    set_: list[str] = typer.Option([], "--set", metavar="FIELD=VALUE", help=_SET_HELP),
     run_dir: str | None = typer.Option(
-        None, help="Where the run is written (default: runs/demo-N)."
+        None,
+        metavar="DIR",
+        help="Where the run is written (default: runs/demo, or runs/demo-2, -3 ... if taken).",
     ),
 ) -> None:
     """The embedded default: burnish-tiny + arithmetic + DAPO + LoRA on CPU, before/after table."""
@@ -102,8 +106,8 @@ def demo(
 
 
 @app.command()
-def report(run_dir: str = typer.Argument(..., help="Run directory.")) -> None:
-    """Write PNG plots and report.html for a run."""
+def report(run_dir: str = typer.Argument(..., metavar="RUN_DIR", help="Run directory.")) -> None:
+    """Write report.html for a run: one self-contained page (plots, alerts, rollouts)."""
     from burnish.report import write_report
 
     try:
@@ -114,16 +118,21 @@ def report(run_dir: str = typer.Argument(..., help="Run directory.")) -> None:
 
 @app.command()
 def inspect(
-    run_dir: str = typer.Argument(..., help="Run directory."),
-    step: int | None = typer.Option(None, help="Step to show (default: the last)."),
-    top: int = typer.Option(3, help="How many best and worst rollouts."),
-    flagged: bool = typer.Option(False, "--flagged", help="Show the monitors' flagged samples."),
+    run_dir: str = typer.Argument(..., metavar="RUN_DIR", help="Run directory."),
+    step: int | None = typer.Option(None, metavar="N", help="Step to show (default: the last)."),
+    top: int = typer.Option(3, metavar="N", help="How many best and worst distinct rollouts."),
+    flagged: bool = typer.Option(
+        False, "--flagged", help="Only rollouts a monitor flagged, with the signal behind each."
+    ),
+    top_reward: bool = typer.Option(
+        False, "--top-reward", help="The top-reward samples the monitor keeps every step."
+    ),
 ) -> None:
-    """Show the best and worst rollouts of a step, or the flagged samples."""
+    """Read rollouts: best and worst of a step (default), --flagged, or --top-reward."""
     from burnish.inspect_run import inspect_run
 
     try:
-        inspect_run(run_dir, step=step, top=top, flagged=flagged)
+        inspect_run(run_dir, step=step, top=top, flagged=flagged, top_reward=top_reward)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
 
@@ -141,8 +150,8 @@ _JUDGE_SCRIPTED = typer.Option(
 
 @judge_app.command("calibrate")
 def judge_calibrate(
-    rubric: Path = typer.Argument(..., help="Rubric TOML."),
-    labels: Path = typer.Argument(..., help="Labelled examples (JSONL)."),
+    rubric: Path = typer.Argument(..., metavar="RUBRIC", help="Rubric TOML."),
+    labels: Path = typer.Argument(..., metavar="LABELS", help="Labelled examples (JSONL)."),
     base_url: str | None = _JUDGE_BASE_URL,
     model: str | None = _JUDGE_MODEL,
     api_key_env: str = _JUDGE_KEY_ENV,
@@ -164,7 +173,7 @@ def judge_calibrate(
 
 @judge_app.command("replay")
 def judge_replay(
-    run_dir: Path = typer.Argument(..., help="Run directory."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory."),
     rubric: Path = typer.Option(..., "--rubric", help="Rubric TOML to re-score with."),
     base_url: str | None = _JUDGE_BASE_URL,
     model: str | None = _JUDGE_MODEL,
@@ -200,8 +209,13 @@ def _with_judge(command, **endpoint) -> None:
 @judge_app.command("scripted")
 def judge_scripted(
     rules: Path = typer.Option(..., "--rules", help="Scripted-judge rules TOML."),
-    port: int = typer.Option(8123, "--port"),
-    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8123, "--port", metavar="PORT", help="Port to listen on."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        metavar="HOST",
+        help="Address to bind (127.0.0.1: this machine only).",
+    ),
 ) -> None:
     """Serve the scripted stand-in judge (for offline work, tests and CI; not a real judge)."""
     from burnish.judges.scripted import serve
@@ -227,7 +241,7 @@ def envs_list() -> None:
 
 @envs_app.command("validate")
 def envs_validate(
-    name: str = typer.Argument(..., help="Environment name or module:attr."),
+    name: str = typer.Argument(..., metavar="NAME", help="Environment name or module:attr."),
     n: int = typer.Option(200, "--n", help="Tasks checked per split."),
     seed: int = typer.Option(0, help="Seed of the task streams."),
 ) -> None:
@@ -242,6 +256,31 @@ def envs_validate(
     typer.echo(validation_text(report), err=not report.ok)
     if not report.ok:
         raise typer.Exit(code=1)
+
+
+init_app = typer.Typer(help="Start something new from a template.", rich_markup_mode=None)
+app.add_typer(init_app, name="init")
+
+
+@init_app.command("env")
+def init_env(
+    name: str = typer.Argument(..., metavar="NAME", help="Environment name, e.g. letter-count."),
+    parent: str = typer.Option(".", "--dir", metavar="DIR", help="Where NAME/ is created."),
+) -> None:
+    """Scaffold an environment package: environment, entry point, test, config, README."""
+    from burnish.envs.scaffold import names_for, scaffold_env
+
+    try:
+        files = scaffold_env(name, parent)
+        pkg, cls = names_for(name)
+    except ValueError as e:
+        _fail(str(e))
+    root = Path(parent) / name
+    typer.echo(f"wrote {root}/: " + ", ".join(str(f.relative_to(root)) for f in files))
+    typer.echo(
+        f"next, in {root}:\n  burnish envs validate {pkg}.env:{cls}\n"
+        "  python -m pytest -q tests\n  burnish train train.toml"
+    )
 
 
 @app.command("eval")
@@ -261,6 +300,9 @@ def eval_cmd(
     """Evaluate a model or adapter on an environment: pass@1, pass@K, reward, turns, tokens."""
     import json
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the middle of the output
     from burnish.envs.registry import UnknownEnvironmentError
     from burnish.eval.evaluate import evaluate_model, format_table
 

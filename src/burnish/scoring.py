@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from burnish.envs.base import checked_score
 from burnish.types import Group, Score, StopReason, Task, Trajectory
 
 Role = Literal["reward", "metric", "monitor"]
@@ -52,7 +53,7 @@ class EnvScorer:
         return [
             Score(None, info={"error": t.error})
             if t.stop_reason == StopReason.ERROR
-            else self.env.score(task, t)
+            else checked_score(self.env.score(task, t), self.env, "score")
             for t in trajectories
         ]
 

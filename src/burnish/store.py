@@ -60,6 +60,14 @@ def _prompt_text(group: Group) -> str:
     return "\n".join(f"{m.role}: {m.content}" for m in group.task.prompt)
 
 
+def _rollout_info(traj, score, task) -> dict[str, Any]:
+    """The `info` column of a rollout: the episode's info, the score's, and the gold answer."""
+    info = {**traj.info, "score": score.info}
+    if task.answer is not None:
+        info["gold_answer"] = task.answer
+    return info
+
+
 class RunStore:
     """Read and write one run's SQLite store (`run.db` in the run directory)."""
 
@@ -142,7 +150,7 @@ class RunStore:
                             traj.turns,
                             traj.error,
                             _json(dict(group.task.info)),
-                            _json({**traj.info, "score": score.info}),
+                            _json(_rollout_info(traj, score, group.task)),
                         )
                     )
             self.conn.executemany(
@@ -235,6 +243,11 @@ class RunStore:
                 d[k] = json.loads(d[k]) if d[k] else {}
             out.append(d)
         return out
+
+    def rollout_envs(self) -> list[str]:
+        """The environments the run trained on (those with stored rollouts), sorted."""
+        cur = self.conn.execute("SELECT DISTINCT env FROM rollouts WHERE env IS NOT NULL")
+        return sorted(r["env"] for r in cur)
 
     def alerts(self) -> list[dict[str, Any]]:
         cur = self.conn.execute("SELECT * FROM alerts ORDER BY step, id")

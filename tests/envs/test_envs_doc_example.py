@@ -27,7 +27,7 @@ def namespace():
 
 
 def test_doc_has_the_examples():
-    assert len(_blocks()) == 3
+    assert len(_blocks()) == 4
 
 
 def test_single_turn_example_runs(namespace):
@@ -56,3 +56,27 @@ def test_example_loads_by_module_attr(tmp_path, monkeypatch):
         assert validate_env(env, n=20).ok
     finally:
         sys.modules.pop("my_envs", None)
+
+
+def test_multi_turn_example_validates_and_plays(namespace):
+    from burnish.types import Message
+
+    assert namespace["hot_cold_report"].ok
+    env = namespace["HotColdEnv"]()
+    task = next(env.tasks("train", 0))
+    res = asyncio.run(env.step(task, None, Message("assistant", "0")))
+    assert not res.done and res.observation[0].content == "higher" and res.state == 1
+    res = asyncio.run(env.step(task, 1, Message("assistant", str(task.answer))))
+    assert res.done and res.state == 2
+
+
+def test_readme_environment_example_runs():
+    readme = DOC.parents[1] / "README.md"
+    blocks = [b for b in _PYTHON_BLOCK.findall(readme.read_text()) if "SingleTurnEnv" in b]
+    assert len(blocks) == 1
+    ns: dict = {"__name__": "readme_env"}
+    exec(compile(blocks[0], "README.md environment example", "exec"), ns)
+    env = ns["DoubleEnv"]()
+    task = next(env.tasks("test", 0))
+    assert env.score_answer(task, str(task.answer)).value == 1.0
+    assert env.score_answer(task, "x").value == 0.0

@@ -202,3 +202,42 @@ def test_tool_env_crash_and_timeout_are_tool_messages_the_episode_goes_on():
     tool_out = [[m.content for m in t.messages if m.role == "tool"] for t in trajs]
     assert tool_out[0][0] == "error: crash_tool failed: RuntimeError: tool bug"
     assert tool_out[1][0] == "error: slow_tool did not finish within 0.2 s"
+
+
+def test_a_float_from_score_answer_names_the_environment_and_the_fix():
+    import asyncio
+
+    import pytest
+
+    from burnish.envs import SingleTurnEnv
+    from burnish.scoring import EnvScorer
+    from burnish.types import Message, Task
+
+    class FloatEnv(SingleTurnEnv):
+        name = "float-env"
+
+        def tasks(self, split, seed):
+            yield Task(f"{split}-0", (Message("user", "1+1="),), 2, self.name)
+
+        def score_answer(self, task, answer):
+            return 1.0
+
+        def gold_answer(self, task):
+            return "2"
+
+    env = FloatEnv()
+    task = next(env.tasks("train", 0))
+    with pytest.raises(TypeError, match=r"'float-env': score_answer returned float 1.0.*Score"):
+        env.validate(task)
+
+    class RawEnv(FloatEnv):
+        name = "raw-env"
+
+        def score(self, task, trajectory):
+            return {"value": 1.0}
+
+    from burnish.types import StopReason, Trajectory
+
+    traj = Trajectory(task, (), (*task.prompt, Message("assistant", "2")), StopReason.DONE)
+    with pytest.raises(TypeError, match=r"'raw-env': score returned dict"):
+        asyncio.run(EnvScorer(RawEnv()).score_group(task, [traj]))

@@ -51,6 +51,24 @@ class Environment(Protocol):
     def validate(self, task: Task) -> None: ...
 
 
+def checked_score(result: Any, env: Any, method: str) -> Score:
+    """`result` if it is a `Score`; otherwise a TypeError naming the environment, the method
+    and what it must return (a bare float is the usual slip)."""
+    if isinstance(result, Score):
+        return result
+    name = getattr(env, "name", None) or type(env).__name__
+    hint = (
+        f"; wrap the number: return Score({result!r}) or Score(value, {{'correct': value}})"
+        if isinstance(result, (int, float)) and not isinstance(result, bool)
+        else ""
+    )
+    raise TypeError(
+        f"environment {name!r}: {method} returned {type(result).__name__} {result!r:.80}, but it "
+        f"must return a burnish.types.Score (Score(value, components); Score(None) for "
+        f"unscorable){hint}"
+    )
+
+
 def split_of(key: str, test_fraction: float = 0.1) -> str:
     """The split a generated problem belongs to, from a stable hash of its key.
 
@@ -233,7 +251,8 @@ class SingleTurnEnv(BaseEnv):
 
     def score(self, task: Task, trajectory: Trajectory) -> Score:
         answers = assistant_texts(task, trajectory)
-        return self.score_answer(task, answers[0] if answers else "")
+        result = self.score_answer(task, answers[0] if answers else "")
+        return checked_score(result, self, "score_answer")
 
     def teacher(
         self, task: Task, messages: Sequence[Message], parser: ToolCallParser = COMPACT

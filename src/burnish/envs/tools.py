@@ -32,7 +32,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from burnish.envs.base import BaseEnv, assistant_texts
+from burnish.envs.base import BaseEnv, assistant_texts, checked_score
 from burnish.envs.tool_calls import INVALID_CALL, POSITIONAL
 from burnish.types import Message, Score, StepResult, Task, ToolCall, Trajectory
 
@@ -229,5 +229,6 @@ class ToolEnv(BaseEnv):
 
     def score(self, task: Task, trajectory: Trajectory) -> Score:
         if not assistant_texts(task, trajectory):
-            return self.score_answer(task, "", trajectory)
-        return self.score_answer(task, self.final_answer(task, trajectory), trajectory)
+            return checked_score(self.score_answer(task, "", trajectory), self, "score_answer")
+        answer = self.final_answer(task, trajectory)
+        return checked_score(self.score_answer(task, answer, trajectory), self, "score_answer")

@@ -25,6 +25,7 @@ import torch
 
 from burnish.config import RunConfig, advisories, save_config
 from burnish.eval import evaluate_async
+from burnish.report import write_report
 from burnish.rollout import LocalSampler
 from burnish.rollout.pack import pack
 from burnish.scoring import ScorerSpec
@@ -269,7 +270,7 @@ async def run_eval(run: Run, step: int) -> dict[str, Any]:
 
 
 async def finish_run(run: Run, t0: float) -> dict[str, Any]:
-    """The final evaluation and `summary.json`."""
+    """The final evaluation, `summary.json` and `report.html`."""
     store = run.store
     after = await run_eval(run, step=(store.last_step() or 0) + 1)
     summary = {
@@ -285,6 +286,7 @@ async def finish_run(run: Run, t0: float) -> dict[str, Any]:
         ],
     }
     (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_report(run.run_dir)  # report.html of the whole run, resumed runs included
     return summary
 
 

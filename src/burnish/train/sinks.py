@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +31,8 @@ def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 class TensorBoardSink:
+    """TensorBoard event files in `<run_dir>/tensorboard` (`tensorboard --logdir` reads them)."""
+
     def __init__(self, config: RunConfig) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -44,13 +47,20 @@ class TensorBoardSink:
 
 
 class WandbSink:
+    """Weights & Biases. The mode is `WANDB_MODE` when set, else online with `WANDB_API_KEY` and
+    offline without (files under `<run_dir>/wandb/`, `wandb sync` uploads them later)."""
+
     def __init__(self, config: RunConfig) -> None:
         import wandb
 
+        mode = os.environ.get("WANDB_MODE") or (
+            "online" if os.environ.get("WANDB_API_KEY") else "offline"
+        )
         self.run = wandb.init(
             project=config.log.project,
             dir=config.log.run_dir,
             config=config.model_dump(mode="json"),
+            mode=mode,
         )
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -61,12 +71,21 @@ class WandbSink:
 
 
 class MlflowSink:
+    """MLflow. The tracking server is `MLFLOW_TRACKING_URI` when set, else a local file store in
+    `<run_dir>/mlruns` (`mlflow ui --backend-store-uri <run_dir>/mlruns` shows it)."""
+
     def __init__(self, config: RunConfig) -> None:
         import mlflow
 
         self.mlflow = mlflow
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            uri = (Path(config.log.run_dir) / "mlruns").resolve().as_uri()
+            # MLflow 3 keeps the file store behind an opt-in; a local run needs no database
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(config.log.project)
-        mlflow.start_run()
+        mlflow.start_run(run_name=Path(config.log.run_dir).name)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         # MLflow metric names may not contain '@'
@@ -86,6 +105,11 @@ SINKS: dict[str, tuple[str, type]] = {
 
 
 def build_sinks(config: RunConfig) -> list[Sink]:
+    """The sinks `log.sinks` names, each started.
+
+    Raises:
+        ValueError: a named sink's package is not installed (the message says what to install).
+    """
     sinks = []
     for name in config.log.sinks:
         package, cls = SINKS[name]
