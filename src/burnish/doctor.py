@@ -9,7 +9,7 @@ message). It then checks:
 - the sampled segments hold exactly the scripted tokens;
 - every turn's context decodes to what the template renders for the conversation at that turn
   (or, for a template that is not prefix-stable, to the recorded sequence plus the template's
-  rendering of the new messages: see docs/architecture.md, "Chat templates");
+  rendering of the new messages: see docs/models.md §2);
 - the gold episode earns the environment's maximum score (the environment saw the answer
   without end tokens and reasoning, and the tool calls were parsed).
 """
@@ -122,37 +122,35 @@ def assistant_script(codec: ChatCodec, answer: str) -> tuple[str, str | None]:
     return after[: cut + len(fmt.turn_end)], None
 
 
-def _contexts_problem(
-    codec: ChatCodec, traj: Trajectory, scripts: Sequence[str]
-) -> tuple[bool, str | None]:
-    """(prefix_stable, problem): replays the recorded row turn by turn against the template."""
-    stable, text = True, ""
-    chat: list[Message] = []
-    raw = iter(s[: len(s) - len(codec.fmt.turn_end)] if codec.fmt.turn_end else s for s in scripts)
-    for m in traj.messages:
-        chat.append(Message("assistant", next(raw, m.content)) if m.role == "assistant" else m)
+def replay_contexts(codec: ChatCodec, traj: Trajectory) -> tuple[bool, str | None]:
+    """`(prefix_stable, problem)`: whether every sampled segment of `traj` was sampled after
+    exactly the text the template renders for the conversation at that turn (for a template
+    that rewrites history: after the recorded text plus the template's rendering of the new
+    messages). `problem` describes the first turn that was not (None when all were)."""
     sampled = [i for i, s in enumerate(traj.segments) if s.sampled]
-    n_assistant = 0
+    raws, ends = [], []
+    for i in sampled:
+        ids = traj.segments[i].tokens
+        closed = bool(ids) and ids[-1] in codec.end_ids
+        raws.append(codec.decode(ids[:-1] if closed else ids))
+        ends.append(closed)
+    raw = iter(raws)
+    chat = [Message("assistant", next(raw)) if m.role == "assistant" else m for m in traj.messages]
+    stable, text = True, ""
     for k, index in enumerate(sampled):
         context = codec.decode([t for s in traj.segments[:index] for t in s.tokens])
-        upto = _upto_assistant(chat, n_assistant)
-        if k == 0:
-            expected = codec.render(upto, add_generation_prompt=True)
-        else:
-            full = codec.render(upto, add_generation_prompt=True)
-            if full.startswith(text):
-                expected = full
-            else:
-                stable = False
-                new = upto[len(_upto_assistant(chat, n_assistant - 1)) + 1 :]
-                expected = text + codec.delta(new, closed=True)
+        upto = _upto_assistant(chat, k)
+        expected = codec.render(upto, add_generation_prompt=True)
+        if k > 0 and not expected.startswith(text):
+            stable = False
+            new = upto[len(_upto_assistant(chat, k - 1)) + 1 :]
+            expected = text + codec.delta(new, closed=ends[k - 1])
         if context != expected:
             return stable, (
                 f"turn {k + 1} was sampled after {context[-120:]!r}, but the template renders "
                 f"{expected[-120:]!r}"
             )
         text = expected + codec.decode(traj.segments[index].tokens)
-        n_assistant += 1
     return stable, None
 
 
@@ -197,7 +195,7 @@ async def check_env(env: Any, tokenizer: Any, fmt: ChatFormat) -> EnvCheck:
     exact = sampled == [list(s) for s in scripts[: len(sampled)]] and traj.error is None
     if not exact and traj.error is None:
         problems.append("the recorded sampled tokens differ from the scripted completions")
-    stable, problem = _contexts_problem(codec, traj, texts)
+    stable, problem = replay_contexts(codec, traj)
     if problem:
         exact = False
         problems.append(problem)

@@ -70,24 +70,62 @@ class Fixture:
 
 QWEN_ADDED = ["<tool_call>", "</tool_call>"]
 FIXTURES = {
-    "qwen2.5": Fixture("qwen2", "qwen2_5_instruct.jinja", CHATML, "<|im_end|>",
-                       ["<|im_end|>", "<|endoftext|>"], pad="<|endoftext|>", added=QWEN_ADDED),
-    "qwen3": Fixture("qwen3", "qwen3.jinja", CHATML, "<|im_end|>",
-                     ["<|im_end|>", "<|endoftext|>"], pad="<|endoftext|>",
-                     added=[*QWEN_ADDED, "<think>", "</think>", "<tool_response>",
-                            "</tool_response>"]),
-    "llama3.1": Fixture("llama", "llama3_1_instruct.jinja", LLAMA3, "<|eot_id|>",
-                        ["<|eot_id|>"], bos="<|begin_of_text|>"),
-    "llama3.1-end-of-text": Fixture("llama", "llama3_1_instruct.jinja", LLAMA3,
-                                    "<|end_of_text|>",
-                                    ["<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"],
-                                    bos="<|begin_of_text|>"),
-    "smollm2": Fixture("llama", "smollm2.jinja", CHATML, "<|im_end|>", ["<|im_end|>"],
-                       bos="<|im_start|>", pad="<|im_end|>"),
-    "mistral-v0.3": Fixture("mistral", "mistral_instruct_v0_3.jinja", MISTRAL, "</s>", ["</s>"],
-                            bos="<s>", unk="<unk>"),
-    "gemma2": Fixture("llama", "gemma2.jinja", GEMMA, "<eos>", ["<eos>", "<end_of_turn>"],
-                      bos="<bos>", pad="<pad>", unk="<unk>"),
+    "qwen2.5": Fixture(
+        "qwen2",
+        "qwen2_5_instruct.jinja",
+        CHATML,
+        "<|im_end|>",
+        ["<|im_end|>", "<|endoftext|>"],
+        pad="<|endoftext|>",
+        added=QWEN_ADDED,
+    ),
+    "qwen3": Fixture(
+        "qwen3",
+        "qwen3.jinja",
+        CHATML,
+        "<|im_end|>",
+        ["<|im_end|>", "<|endoftext|>"],
+        pad="<|endoftext|>",
+        added=[*QWEN_ADDED, "<think>", "</think>", "<tool_response>", "</tool_response>"],
+    ),
+    "llama3.1": Fixture(
+        "llama",
+        "llama3_1_instruct.jinja",
+        LLAMA3,
+        "<|eot_id|>",
+        ["<|eot_id|>"],
+        bos="<|begin_of_text|>",
+    ),
+    "llama3.1-end-of-text": Fixture(
+        "llama",
+        "llama3_1_instruct.jinja",
+        LLAMA3,
+        "<|end_of_text|>",
+        ["<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"],
+        bos="<|begin_of_text|>",
+    ),
+    "smollm2": Fixture(
+        "llama",
+        "smollm2.jinja",
+        CHATML,
+        "<|im_end|>",
+        ["<|im_end|>"],
+        bos="<|im_start|>",
+        pad="<|im_end|>",
+    ),
+    "mistral-v0.3": Fixture(
+        "mistral", "mistral_instruct_v0_3.jinja", MISTRAL, "</s>", ["</s>"], bos="<s>", unk="<unk>"
+    ),
+    "gemma2": Fixture(
+        "llama",
+        "gemma2.jinja",
+        GEMMA,
+        "<eos>",
+        ["<eos>", "<end_of_turn>"],
+        bos="<bos>",
+        pad="<pad>",
+        unk="<unk>",
+    ),
 }
 """Fixture name -> its release's format. The two Llama 3.1 fixtures differ in the tokenizer's
 EOS: `<|eot_id|>`, or `<|end_of_text|>` with `<|eot_id|>` named only by the generation config."""
@@ -99,8 +137,10 @@ def _corpus() -> list[str]:
     words += "You are helpful assistant system user model Tools Today Date December "
     lines = [words * 2]
     for i in range(0, 1200, 7):
-        lines.append(f"{i} {i}*{i % 97}+{i % 13}=? {{\"name\": \"calculator\", \"arguments\": "
-                     f"{{\"expression\": \"{i}*7\"}}}} {i}-{i + 15}.")
+        lines.append(
+            f'{i} {i}*{i % 97}+{i % 13}=? {{"name": "calculator", "arguments": '
+            f'{{"expression": "{i}*7"}}}} {i}-{i + 15}.'
+        )
     return lines
 
 

@@ -199,9 +199,12 @@ def test_template_breaking_prefix_goes_on_with_the_running_sequence():
     assert traj.info["template_mismatches"] == 2
     reply = f"say a number from {task.info['low']} to {task.info['high']}"
     glue = f"<|user|>{reply}<|end|><|assistant|>"  # only the new message, after the record
-    assert TOK.decode(traj.tokens) == f"<|user|>{task.prompt[0].content}<|end|><|assistant|>" + (
-        f"0<|end|>{glue}" * 2
-    ) + "0<|end|>"
+    assert (
+        TOK.decode(traj.tokens)
+        == f"<|user|>{task.prompt[0].content}<|end|><|assistant|>"
+        + (f"0<|end|>{glue}" * 2)
+        + "0<|end|>"
+    )
 
 
 def test_template_that_cannot_render_ends_only_its_episode():

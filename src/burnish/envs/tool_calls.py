@@ -143,7 +143,11 @@ def _json_call(obj: Any, args_keys: tuple[str, ...], raw: str, index: int) -> To
                 args = json.loads(args)
             except json.JSONDecodeError:
                 args = None
-    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not isinstance(args, dict):
+    if (
+        not isinstance(obj, dict)
+        or not isinstance(obj.get("name"), str)
+        or not isinstance(args, dict)
+    ):
         keys = " or ".join(repr(k) for k in args_keys)
         return _invalid(raw, f"expected an object with a string 'name' and {keys}", index)
     call_id = obj.get("id") if isinstance(obj.get("id"), str) else f"call_{index}"

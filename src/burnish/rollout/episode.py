@@ -30,7 +30,7 @@ rendered, after a fixed probe exchange, and that text (the template's turn glue,
 the generation prompt) is appended; `info["template_mismatches"]` counts such turns. Either way
 every sampled token is trained in exactly the context it was sampled in: the recorded sequence.
 A template that cannot render a message at all (Gemma and a tool result) ends that episode
-with `ERROR`, never the run. See docs/architecture.md, "Chat templates".
+with `ERROR`, never the run. See docs/models.md §2.
 Observations returned with `done=True` are kept in `messages` but never tokenized.
 """
 
