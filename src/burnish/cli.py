@@ -350,3 +350,44 @@ def main() -> None:  # pragma: no cover - console entry point
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@app.command("doctor")
+def doctor_cmd(
+    model: str = typer.Option(..., "--model", help="Hub id, model directory or burnish-tiny."),
+    env: list[str] = typer.Option(
+        [],
+        "--env",
+        help="Environment to check (repeatable; default: arithmetic, guess-number, calculator).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="End with the report as one JSON line."),
+    chat_template_kwargs: str = typer.Option(
+        "{}",
+        "--chat-template-kwargs",
+        help="Template variables as JSON, e.g. '{\"enable_thinking\": false}'.",
+    ),
+    reasoning: str = typer.Option("auto", help="Reasoning parser: auto, none, think."),
+    tool_format: str = typer.Option(
+        "auto", help="Tool-call format: auto, hermes, llama3_json, mistral, compact."
+    ),
+) -> None:
+    """Check a model's chat format with scripted gold episodes before training on it."""
+    import json
+
+    from burnish.config import ModelConfig
+    from burnish.doctor import DEFAULT_ENVS, format_report, run_doctor
+
+    try:
+        kwargs = json.loads(chat_template_kwargs)
+        if not isinstance(kwargs, dict):
+            raise ValueError("--chat-template-kwargs must be a JSON object")
+        section = ModelConfig(
+            name=model, chat_template_kwargs=kwargs, reasoning=reasoning, tool_format=tool_format
+        )
+        report = run_doctor(model, env or DEFAULT_ENVS, section.chat())
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        _fail(str(e))
+    typer.echo(format_report(report))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    raise typer.Exit(0 if report.ok else 1)

@@ -52,6 +52,43 @@ class ModelConfig(_Section):
     trust_remote_code: bool = False
     threads: int | None = Field(default=None, ge=1)
     """Torch CPU threads, set once (None: one per physical core, at most 2 on a busy box)."""
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra variables passed to every chat-template render, e.g. `{enable_thinking = false}`
+    for Qwen3 without reasoning."""
+    reasoning: str = "auto"
+    """Reasoning-block parser: "auto" (`think` when the template mentions `</think>`), "none",
+    or "think". Environments see the answer after the block; all sampled tokens are trained."""
+    tool_format: str = "auto"
+    """Tool-call syntax: "auto" (from the chat template), "hermes", "llama3_json", "mistral" or
+    "compact"."""
+
+    @field_validator("reasoning")
+    @classmethod
+    def _known_reasoning(cls, v: str) -> str:
+        from burnish.models.chat import REASONING_PARSERS
+
+        allowed = ["auto", "none", *REASONING_PARSERS]
+        if v not in allowed:
+            raise ValueError(f"unknown reasoning parser {v!r}; allowed: {', '.join(allowed)}")
+        return v
+
+    @field_validator("tool_format")
+    @classmethod
+    def _known_tool_format(cls, v: str) -> str:
+        from burnish.envs.tool_calls import PARSERS
+
+        allowed = ["auto", *PARSERS]
+        if v not in allowed:
+            raise ValueError(f"unknown tool format {v!r}; allowed: {', '.join(allowed)}")
+        return v
+
+    def chat(self) -> dict[str, Any]:
+        """The keyword arguments of `burnish.models.chat.chat_format` this section sets."""
+        return {
+            "template_kwargs": dict(self.chat_template_kwargs),
+            "reasoning": self.reasoning,
+            "tool_format": self.tool_format,
+        }
 
 
 class LoraConfig(_Section):

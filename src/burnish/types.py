@@ -51,12 +51,19 @@ class Message:
     """Tool calls parsed from an assistant message (its `content` still holds the raw text)."""
     name: str | None = None
     """For a tool message: the tool that produced it."""
+    tool_call_id: str | None = None
+    """For a tool message: the id of the call it answers (Mistral's template requires it)."""
+    reasoning: str = ""
+    """For an assistant message: its reasoning block, left out of `content` (see
+    `burnish.models.chat`); the sampled tokens hold both."""
 
     def to_dict(self) -> dict[str, Any]:
         """The message as the dict a chat template expects."""
         d: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.name is not None:
             d["name"] = self.name
+        if self.tool_call_id is not None:
+            d["tool_call_id"] = self.tool_call_id
         if self.tool_calls:
             d["tool_calls"] = [
                 {

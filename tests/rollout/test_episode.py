@@ -13,9 +13,10 @@ import pytest
 
 from burnish.envs import load_env
 from burnish.envs.base import SingleTurnEnv
+from burnish.envs.tool_calls import COMPACT
 from burnish.models.tiny import char_tokenizer
 from burnish.rollout.base import SamplingParams
-from burnish.rollout.episode import ChatCodec, TemplatePrefixError, run_episode, run_episodes
+from burnish.rollout.episode import ChatCodec, run_episode, run_episodes
 from burnish.rollout.scripted import ScriptedSampler, teacher_policy
 from burnish.types import Message, Score, StopReason, Task
 
@@ -184,7 +185,7 @@ def test_template_that_rewrites_assistant_turns_uses_fallback():
     assert TOK.decode(traj.segments[1].tokens) == f"{low} <|end|>"  # never re-tokenized
 
 
-def test_template_breaking_prefix_raises():
+def test_template_breaking_prefix_goes_on_with_the_running_sequence():
     tok = char_tokenizer()
     # renders only the last two messages: earlier turns vanish from the rendering
     tok.chat_template = tok.chat_template.replace(
@@ -193,5 +194,30 @@ def test_template_breaking_prefix_raises():
     env = load_env("guess-number")
     task = next(env.tasks("train", 3))
     sampler = ScriptedSampler(tok, lambda p: "0")
-    with pytest.raises(TemplatePrefixError):
-        run(run_episode(env, task, sampler, tok, PARAMS, max_turns=3))
+    traj = run(run_episode(env, task, sampler, tok, PARAMS, max_turns=3))
+    assert traj.error is None and traj.turns == 3
+    assert traj.info["template_mismatches"] == 2
+    reply = f"say a number from {task.info['low']} to {task.info['high']}"
+    glue = f"<|user|>{reply}<|end|><|assistant|>"  # only the new message, after the record
+    assert (
+        TOK.decode(traj.tokens)
+        == f"<|user|>{task.prompt[0].content}<|end|><|assistant|>"
+        + (f"0<|end|>{glue}" * 2)
+        + "0<|end|>"
+    )
+
+
+def test_template_that_cannot_render_ends_only_its_episode():
+    tok = char_tokenizer()
+    tok.chat_template = tok.chat_template.replace(
+        "{% for message in messages %}",
+        "{% for message in messages %}{% if message['role'] == 'tool' %}"
+        "{{ raise_exception('no tool role') }}{% endif %}",
+    )
+    env = load_env("calculator")
+    task = next(env.tasks("train", 0))
+    sampler = ScriptedSampler(tok, lambda p: f"<call>calculator({task.info['expr']})</call>")
+    # the format auto-detected for this template has no tool syntax; force one to reach the render
+    traj = run(run_episode(env, task, sampler, tok, PARAMS, tool_parser=COMPACT))
+    assert traj.stop_reason == StopReason.ERROR and "no tool role" in traj.error
+    assert traj.num_sampled > 0

@@ -210,7 +210,7 @@ class ToolEnv(BaseEnv):
             return StepResult(done=True, state=state)
         outputs = [await self.call_tool(c) for c in action.tool_calls]
         observation = tuple(
-            Message("tool", out, name=c.name)
+            Message("tool", out, name=c.name, tool_call_id=c.id or None)
             for c, out in zip(action.tool_calls, outputs, strict=True)
         )
         return StepResult(observation=observation, state=state)

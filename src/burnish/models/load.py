@@ -18,6 +18,8 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from burnish.models.chat import attach_chat_format, chat_format
+
 __all__ = ["DTYPES", "TINY_NAME", "load_model", "resolve_model_path", "tiny_model_dir"]
 
 TINY_NAME = "burnish-tiny"
@@ -84,6 +86,7 @@ def load_model(
     dtype: str = "float32",
     device: str = "cpu",
     trust_remote_code: bool = False,
+    chat: dict | None = None,
 ) -> tuple[PreTrainedModel, object]:
     """Load ``(model, tokenizer)`` with the transformers Auto classes.
 
@@ -92,9 +95,12 @@ def load_model(
         dtype: one of `DTYPES` ("float32", "bfloat16", "float16", "auto").
         device: where to put the model ("cpu", "cuda", "cuda:1", ...).
         trust_remote_code: passed to transformers (runs code from the model repository).
+        chat: keyword arguments of `burnish.models.chat.chat_format` (`template_kwargs`,
+            `reasoning`, `tool_format`).
 
     Returns:
-        The model in eval mode and its tokenizer, with a pad token set (EOS if it had none).
+        The model in eval mode and its tokenizer, with a pad token set (EOS if it had none) and
+        the model's `ChatFormat` attached (`burnish.models.chat.chat_format_of` reads it).
 
     Raises:
         ValueError: on an unknown ``dtype``.
@@ -114,4 +120,5 @@ def load_model(
     gen = getattr(model, "generation_config", None)
     if gen is not None and gen.pad_token_id is None:
         gen.pad_token_id = tokenizer.pad_token_id
+    attach_chat_format(tokenizer, chat_format(tokenizer, gen, **(chat or {})))
     return model.to(device).eval(), tokenizer

@@ -17,11 +17,20 @@ One episode:
    when the environment fails (`ERROR`: the trajectory keeps what was recorded, and
    the error text). Sampler failures are infrastructure failures and propagate.
 
-Template prefix property: rendering the conversation after a turn must start with the text
-recorded so far (prompt rendering + decoded sampled text). Templates that rewrite earlier
-assistant turns (strip whitespace, drop reasoning) break it; the runner then takes the suffix
-after the rendering of the conversation up to the assistant turn, counts the event in
-`info["template_mismatches"]`, and raises `TemplatePrefixError` if even that is not a prefix.
+Content: the assistant message an environment sees is the completion without its end token (any
+of the model's end-of-turn ids, `burnish.models.chat.ChatFormat.end_token_ids`) and without its
+reasoning block (`Message.reasoning` keeps that); the template always renders the raw text.
+
+Multi-turn with templates that rewrite history: burnish keeps one running token sequence per
+episode and never re-renders what was recorded. After a turn, the whole conversation is rendered
+and, when that rendering starts with the recorded text (the template is prefix-stable), the rest
+is appended. When it does not (Qwen3 drops earlier `<think>` blocks, Llama trims content,
+Mistral moves the system prompt to the last user turn), only the new environment messages are
+rendered, after a fixed probe exchange, and that text (the template's turn glue, the messages and
+the generation prompt) is appended; `info["template_mismatches"]` counts such turns. Either way
+every sampled token is trained in exactly the context it was sampled in: the recorded sequence.
+A template that cannot render a message at all (Gemma and a tool result) ends that episode
+with `ERROR`, never the run. See docs/models.md §2.
 Observations returned with `done=True` are kept in `messages` but never tokenized.
 """
 
@@ -32,7 +41,9 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from burnish.envs.tool_calls import ToolCallParser, parser_for
+from burnish.envs.tool_calls import ToolCallParser
+from burnish.models.chat import PROBE_ANSWER, PROBE_USER, ChatFormat, chat_format_of, merge_system
+from burnish.models.chat import render as render_dicts
 from burnish.rollout.base import Completion, Sampler, SamplingParams
 from burnish.seeds import derive_seed
 from burnish.types import Message, Segment, StopReason, Task, Trajectory
@@ -57,27 +68,42 @@ def message_dict(message: Message) -> dict[str, Any]:
 
 
 class ChatCodec:
-    """Chat-template rendering, encoding and decoding for one tokenizer."""
+    """Chat-template rendering, encoding and decoding for one tokenizer and chat format."""
 
-    def __init__(self, tokenizer: Any, tools: Sequence[dict[str, Any]] = ()) -> None:
+    def __init__(
+        self, tokenizer: Any, tools: Sequence[dict[str, Any]] = (), fmt: ChatFormat | None = None
+    ) -> None:
         self.tokenizer = tokenizer
         self.tools = list(tools)
-        eos = getattr(tokenizer, "eos_token_id", None)
-        eos_ids = eos if isinstance(eos, list) else [eos]
-        special = list(getattr(tokenizer, "all_special_ids", []) or [])
-        self.end_ids = {i for i in [*eos_ids, *special] if i is not None}
+        self.fmt = fmt if fmt is not None else chat_format_of(tokenizer)
+        self.end_ids = set(self.fmt.end_token_ids)
 
     def render(self, messages: Sequence[Message], add_generation_prompt: bool) -> str:
-        kwargs: dict[str, Any] = {"tools": self.tools} if self.tools else {}
-        text = self.tokenizer.apply_chat_template(
-            [message_dict(m) for m in messages],
-            add_generation_prompt=add_generation_prompt,
-            tokenize=False,
-            **kwargs,
+        dicts = [message_dict(m) for m in messages]
+        if not self.fmt.system_role:
+            dicts = merge_system(dicts)
+        return render_dicts(
+            self.tokenizer, dicts, add_generation_prompt, self.tools, self.fmt.template_kwargs
         )
-        if not isinstance(text, str):
-            raise TypeError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}")
-        return text
+
+    def delta(self, new: Sequence[Message], closed: bool) -> str:
+        """The template's text for `new` messages after an assistant turn, and the generation
+        prompt: rendered after a probe exchange, so earlier history cannot change it.
+
+        `closed`: the recorded turn already ends with an end token, so the template's own
+        end-of-turn text is left out.
+        """
+        probe = [Message("user", PROBE_USER), Message("assistant", PROBE_ANSWER)]
+        text = self.render([*probe, *new], add_generation_prompt=True)
+        _, found, after = text.rpartition(PROBE_ANSWER)
+        if not found:
+            raise TemplatePrefixError(
+                f"the chat template does not render assistant content verbatim: {text[:200]!r}"
+            )
+        end = self.fmt.turn_end
+        if closed and end and after.startswith(end):
+            after = after[len(end) :]
+        return after
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -85,10 +111,19 @@ class ChatCodec:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
+    def ends_turn(self, completion: Completion, stop_ids: Sequence[int]) -> bool:
+        """Whether the completion stopped on an end token (one of the model's or a stop id)."""
+        ids = completion.token_ids
+        return (
+            completion.finish_reason == "stop"
+            and bool(ids)
+            and ids[-1] in self.end_ids | set(stop_ids)
+        )
+
     def content_of(self, completion: Completion, stop_ids: Sequence[int]) -> str:
         """The assistant text of a completion: its decoded tokens without the end token."""
         ids = list(completion.token_ids)
-        if completion.finish_reason == "stop" and ids and ids[-1] in self.end_ids | set(stop_ids):
+        if self.ends_turn(completion, stop_ids):
             ids = ids[:-1]
         return self.decode(ids)
 
@@ -124,19 +159,28 @@ class _Recorder:
         self.text += self.codec.decode(completion.token_ids)
         self.num_tokens += len(completion.token_ids)
 
-    def observation_suffix(self, messages: Sequence[Message], n_through_action: int) -> str:
-        """The text the template adds after the recorded text (glue, observation, gen prompt)."""
-        full = self.codec.render(messages, add_generation_prompt=True)
+    def observation_suffix(self, chat: Sequence[Message], n_before: int, closed: bool) -> str:
+        """The text to append after the recorded text: the rest of the whole conversation's
+        rendering when the template is prefix-stable, else the rendering of the new messages
+        alone (`ChatCodec.delta`). `chat[n_before:]` are the new messages."""
+        full = self.codec.render(chat, add_generation_prompt=True)
         if full.startswith(self.text):
             return full[len(self.text) :]
-        base = self.codec.render(messages[:n_through_action], add_generation_prompt=False)
-        if not full.startswith(base):
-            raise TemplatePrefixError(
-                "the chat template does not render the conversation as a continuation of its "
-                f"earlier turns: recorded {self.text[-80:]!r}, rendered {full[:200]!r}..."
-            )
         self.mismatches += 1
-        return full[len(base) :]
+        return self.codec.delta(chat[n_before:], closed)
+
+
+def _action(
+    codec: ChatCodec, completion: Completion, stop_ids: Sequence[int], parser: Any
+) -> tuple[Message, Message]:
+    """The completion as the template sees it (raw text) and as the environment sees it (the
+    answer without its reasoning block, with its parsed tool calls)."""
+    content = codec.content_of(completion, stop_ids)
+    reasoning, answer = codec.fmt.split_reasoning(content)
+    calls = parser.parse(answer) if parser is not None else ()
+    return Message("assistant", content), Message(
+        "assistant", answer, tool_calls=calls, reasoning=reasoning
+    )
 
 
 async def run_episode(
@@ -150,6 +194,7 @@ async def run_episode(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     adapter: str | None = None,
     tool_parser: ToolCallParser | None = None,
+    chat: ChatFormat | None = None,
 ) -> Trajectory:
     """Run one episode of `env` on `task` and record it as token segments.
 
@@ -160,11 +205,14 @@ async def run_episode(
             group).
         tokenizer: a tokenizer with a chat template (Hugging Face API).
         params: sampling parameters; `max_new_tokens` caps each turn. With a seed, turn k samples
-            with `derive_seed(seed, k)` (`run_episodes` first derives one seed per episode).
+            with `derive_seed(seed, k)` (`run_episodes` first derives one seed per episode). The
+            chat format's end-of-turn ids are added to `stop_token_ids`.
         max_turns: assistant turns allowed; None means the environment's `max_turns`.
         max_tokens: cap on the whole trajectory's length (prompt, environment and sampled tokens).
         adapter: the adapter name passed to the sampler.
-        tool_parser: the tool-call syntax; None chooses it from the tokenizer (`parser_for`).
+        tool_parser: the tool-call syntax; None takes the chat format's.
+        chat: the model's chat format; None takes the one attached to the tokenizer
+            (`burnish.models.chat.chat_format_of`).
 
     Returns:
         The trajectory; `info` holds `turns`, `tool_calls`, `step_rewards`,
@@ -173,12 +221,15 @@ async def run_episode(
     One function on purpose: the episode is a state machine over one recorder (its token
     segments, budget and messages), and every branch that ends it must be read beside the others.
     """
+    fmt = chat if chat is not None else chat_format_of(tokenizer)
     tools = _resolve(env, task, "tool_schemas", ())
     limit = max_turns if max_turns is not None else _resolve(env, task, "max_turns", 1)
-    parser = (tool_parser or parser_for(tokenizer)) if tools else None
-    rec = _Recorder(ChatCodec(tokenizer, tools))
-    params = dataclasses.replace(params, n=1)
-    messages: list[Message] = []
+    parser = (tool_parser or fmt.tool_parser) if tools else None
+    rec = _Recorder(ChatCodec(tokenizer, tools, fmt))
+    stop_ids = tuple(sorted(set(params.stop_token_ids) | set(fmt.end_token_ids)))
+    params = dataclasses.replace(params, n=1, stop_token_ids=stop_ids)
+    messages: list[Message] = []  # as the environment sees them
+    chat_messages: list[Message] = []  # as the template renders them (raw assistant text)
     state: Any = None
     turns = n_calls = 0
     rewards: list[float | None] = []
@@ -186,10 +237,10 @@ async def run_episode(
     stop = StopReason.MAX_TURNS
     try:
         messages = list(await env.reset(task))
-    except Exception as e:  # the environment's failure: recorded, the batch goes on
-        error, stop, limit = f"{type(e).__name__}: {e}", StopReason.ERROR, 0
-    else:
+        chat_messages = list(messages)
         rec.add_text(rec.codec.render(messages, add_generation_prompt=True))
+    except Exception as e:  # the environment's (or its prompt's) failure: recorded
+        error, stop, limit = f"{type(e).__name__}: {e}", StopReason.ERROR, 0
     while turns < limit:
         budget = max_tokens - rec.num_tokens
         if budget <= 0:
@@ -206,11 +257,10 @@ async def run_episode(
         completion = completions[0]
         rec.add_sampled(completion)
         turns += 1
-        content = rec.codec.content_of(completion, params.stop_token_ids)
-        calls = parser.parse(content) if parser is not None else ()
-        action = Message("assistant", content, tool_calls=calls)
+        raw, action = _action(rec.codec, completion, stop_ids, parser)
         messages.append(action)
-        n_calls += len(calls)
+        chat_messages.append(raw)
+        n_calls += len(action.tool_calls)
         if completion.finish_reason == "length":
             stop = StopReason.LENGTH
             break
@@ -221,14 +271,20 @@ async def run_episode(
             break
         state = result.state
         rewards.append(result.reward)
-        n_through_action = len(messages)
         messages += result.observation
+        n_before = len(chat_messages)
+        chat_messages += result.observation
         if result.done:
             stop = StopReason.DONE
             break
         if turns >= limit:
             break
-        suffix = rec.observation_suffix(messages, n_through_action)
+        try:
+            closed = rec.codec.ends_turn(completion, stop_ids)
+            suffix = rec.observation_suffix(chat_messages, n_before, closed)
+        except Exception as e:  # the template cannot render this conversation at all
+            error, stop = f"chat template: {type(e).__name__}: {e}", StopReason.ERROR
+            break
         if rec.num_tokens + len(rec.codec.encode(suffix)) >= max_tokens:
             stop = StopReason.LENGTH  # no room left to sample the next turn
             break
@@ -272,6 +328,7 @@ async def run_episodes(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     adapter: str | None = None,
     tool_parser: ToolCallParser | None = None,
+    chat: ChatFormat | None = None,
 ) -> list[Trajectory]:
     """Run many episodes concurrently (at most `concurrency` at a time), in task order.
 
@@ -281,6 +338,7 @@ async def run_episodes(
         tasks: the tasks; repeat a task to sample a group for it.
         concurrency: episodes in flight at once; their sampler calls overlap, so a batching
             sampler sees them as one batch.
+        chat: the model's chat format (None: the tokenizer's, see `run_episode`).
 
     Environment errors end only their own episode (recorded as `StopReason.ERROR`); a sampler
     failure cancels the batch and propagates.
@@ -305,6 +363,7 @@ async def run_episodes(
                 max_tokens=max_tokens,
                 adapter=adapter,
                 tool_parser=tool_parser,
+                chat=chat,
             )
 
     futures = [asyncio.ensure_future(one(i, t)) for i, t in enumerate(tasks)]

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from burnish.models.chat import end_token_ids
 from burnish.models.generate import GenerationRow, RowResult, generate_rows
 from burnish.models.lora import is_lora, reference_mode
 from burnish.rollout.base import Completion, SamplingParams
@@ -70,7 +71,8 @@ class LocalSampler:
 
     Args:
         model: the causal LM (a `PeftModel` to sample from adapters).
-        tokenizer: its tokenizer (EOS always stops; pad id used for left padding).
+        tokenizer: its tokenizer (the model's end-of-turn ids always stop; pad id used for left
+            padding).
         max_batch_size: most rows decoded together; bigger batches are split.
         threads: torch threads while generating; default the caller's current count.
         seed: seed of the generator that seeds requests without a seed; default drawn from
@@ -112,6 +114,7 @@ class LocalSampler:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="burnish-sampler")
         self._pending: list[_Request] = []
         self._worker: asyncio.Task | None = None
+        self._end_ids: list[int] | None = None
 
     # ---- the Sampler protocol -------------------------------------------------------------
 
@@ -255,14 +258,12 @@ class LocalSampler:
             model.train(was_training)
 
     def _eos_ids(self) -> list[int]:
-        ids = set()
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(int(self.tokenizer.eos_token_id))
-        gen = getattr(self.model, "generation_config", None)
-        eos = getattr(gen, "eos_token_id", None)
-        if eos is not None:
-            ids.update(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
-        return sorted(ids)
+        """The model's end-of-turn ids (`burnish.models.chat.end_token_ids`: tokenizer EOS,
+        generation-config EOS ids, the template's end-of-turn token); they always stop."""
+        if self._end_ids is None:
+            gen = getattr(self.model, "generation_config", None)
+            self._end_ids = list(end_token_ids(self.tokenizer, gen))
+        return self._end_ids
 
     def _pad_id(self) -> int:
         for pid in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id):

@@ -38,7 +38,11 @@ def build_policy(m: ModelConfig, lora: LoraConfig, seed: int):
     set_threads(m.threads)
     torch.manual_seed(seed)
     model, tokenizer = load_model(
-        m.name, dtype=m.dtype, device=m.device, trust_remote_code=m.trust_remote_code
+        m.name,
+        dtype=m.dtype,
+        device=m.device,
+        trust_remote_code=m.trust_remote_code,
+        chat=m.chat(),
     )
     if lora.enabled:
         model = attach_lora(
