@@ -62,7 +62,9 @@ def jsonl_transcripts(path: str | Path) -> list[list[Message]]:
             raw = json.loads(line)["messages"]
             messages = [Message(str(m["role"]), str(m["content"])) for m in raw]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f'{p}:{n}: expected {{"messages": [{{role, content}}, ...]}}: {e}')  from None
+            raise ValueError(
+                f'{p}:{n}: expected {{"messages": [{{role, content}}, ...]}}: {e}'
+            ) from None
         if not any(m.role == "assistant" for m in messages):
             raise ValueError(f"{p}:{n}: the transcript has no assistant message to train on")
         out.append(messages)
