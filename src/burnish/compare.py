@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
 
 from burnish.store import RunStore
 from burnish.train.forgetting import KL_ROW, RETENTION_PREFIX
