@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from burnish.store import RunStore
 from burnish.train.forgetting import KL_ROW, RETENTION_PREFIX
 
@@ -77,13 +76,15 @@ def load_curve(run_dir: str | Path) -> RunCurve:
         summary = {**summary, "lora": "LoRA" if lora else "full"}
     store = RunStore.open(path / "run.db")
     try:
-        evals, steps = store.evals(), store.steps()
+        evals, steps, forgetting = store.evals(), store.steps(), store.forgetting()
     finally:
         store.close()
     env = next(iter(summary["per_env"]["after"]))
     by_step: dict[int, dict[str, dict]] = {}
     for row in evals:
         by_step.setdefault(row["step"], {})[row["env"]] = row
+    for row in forgetting:
+        by_step.setdefault(row["step"], {})[row["name"]] = row
     points = sorted(s for s, rows in by_step.items() if env in rows)
     skills = sorted(summary.get("retention", {}))
     cum_samples, cum_tokens, acc = {}, {}, [0.0, 0.0]

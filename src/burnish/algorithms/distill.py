@@ -1,4 +1,4 @@
-"""On-policy distillation: the per-token reverse KL to a teacher as the advantage (docs/algorithms.md §15).
+"""On-policy distillation: the per-token reverse KL to a teacher as the advantage (docs/algorithms.md §16).
 
 The student samples; the teacher scores the student's tokens. On a sampled token ``y_t`` the
 one-sample estimate of the per-token reverse KL ``KL(π_θ ‖ π_T)`` is

@@ -1,7 +1,7 @@
 """Input checks and padding hygiene shared by the loss functions (`burnish.algorithms.losses`).
 
 Advantages come as ``[B]`` (one per sequence: GRPO-family rewards) or ``[B, T]`` (one per token:
-on-policy distillation, docs/algorithms.md §15); `per_token` gives every variant the ``[B, T]``
+on-policy distillation, docs/algorithms.md §16); `per_token` gives every variant the ``[B, T]``
 view, so a ``[B]`` tensor and its broadcast ``[B, T]`` copy give the same loss and gradient.
 """
 

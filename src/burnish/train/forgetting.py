@@ -1,9 +1,9 @@
 """Forgetting at every eval point of a run (RL, SFT or distillation): retention and KL to base.
 
-`ForgettingProbe.measure` evaluates each `eval.retention` skill on its test split (stored as eval
-rows named ``retention/ENV``) and the KL between the policy and its base on the new task's test
-prompts (`burnish.eval.forgetting.kl_to_base`, stored as the eval row ``kl/base`` with
-``forward`` and ``reverse``). `forgetting_summary` reads them back for `summary.json`.
+`ForgettingProbe.measure` evaluates each `eval.retention` skill on its test split (rows named
+``retention/ENV``) and the KL between the policy and its base on the new task's test
+prompts (`burnish.eval.forgetting.kl_to_base`, the row ``kl/base`` with ``forward`` and
+``reverse``), both in the store's `forgetting` table. `forgetting_summary` reads them back for `summary.json`.
 """
 
 from __future__ import annotations
@@ -60,10 +60,8 @@ class ForgettingProbe:
                 seed=ev.seed,
                 max_new_tokens=s.retention_max_new_tokens,
             )
-            name = RETENTION_PREFIX + env.name  # the row's name (`RunStore.evals` reads "env")
-            out[name] = {**res.to_dict(), "env": name, "skill": env.name}
-        out[KL_ROW] = {"env": KL_ROW}
-        out[KL_ROW] |= await kl_to_base(
+            out[RETENTION_PREFIX + env.name] = res.to_dict()
+        out[KL_ROW] = await kl_to_base(
             policy,
             tokenizer,
             new_envs,
@@ -75,18 +73,18 @@ class ForgettingProbe:
             budget=s.kl_budget.kwargs(),
         )
         for name, metrics in out.items():
-            store.log_eval(step, name, metrics)
+            store.log_forgetting(step, name, metrics)
         return out
 
 
 def forgetting_summary(store) -> dict[str, Any]:
     """``{"retention": {ENV: {"before", "after"}}, "kl_to_base": {"forward", "reverse"}}`` from the
     store's first and last eval rows (pass@1 for the skills; the last KL)."""
-    rows = store.evals()
+    rows = store.forgetting()
     retention: dict[str, dict[str, float]] = {}
     kl = {"forward": 0.0, "reverse": 0.0}
     for row in rows:  # ordered by step
-        name = row["env"]
+        name = row["name"]
         if name.startswith(RETENTION_PREFIX):
             entry = retention.setdefault(name.removeprefix(RETENTION_PREFIX), {})
             entry.setdefault("before", row["pass@1"])
