@@ -1,7 +1,8 @@
 """The forgetting experiment of docs/sft_distillation.md: RL against SFT and distillation.
 
-    python benchmarks/forgetting.py --out runs/forgetting            # the grid (about 20 min)
+    python benchmarks/forgetting.py --out runs/forgetting            # the grid (about 25 min)
     burnish compare runs/forgetting/*-s* --out docs/forgetting --json
+    python benchmarks/forgetting.py --out runs/forgetting --summarize  # median [range] tables
 
 burnish-tiny, new task arithmetic, retention on reverse, calculator, guess-number and keywords
 (`examples/forgetting_base.toml`), seeds 0, 1, 2, one torch thread. Methods:
@@ -48,14 +49,72 @@ def teacher(out: Path) -> Path:
     return run_dir / "adapter"
 
 
+def summarize(out: Path, methods: list[str], seeds: list[int]) -> None:
+    """Median [min, max] over seeds per method: the run table and the matched-gain table."""
+    from statistics import median
+
+    from burnish.compare import compare, load_curve
+
+    curves = [load_curve(out / f"{m}-s{s}") for m in methods for s in seeds]
+    result = compare(curves)
+    per_run = {r["run_dir"]: r for r in result["runs"]}
+    matched = result["_matched_compute"]
+
+    def fmt(values, spec="{:.3f}"):
+        v = sorted(values)
+        return f"{spec.format(median(v))} [{spec.format(v[0])}, {spec.format(v[-1])}]"
+
+    print(
+        f"matched gain G* = {result['matched']['gain']:+.3f} (pass@1); "
+        f"R² (retention drop ~ forward KL) = {result['razor']['r2']:.3f} over "
+        f"{result['razor']['points']} eval points"
+    )
+    print(
+        "| method | pass@1 after | retention drop after | KL fwd after | retention drop at G* "
+        "| KL fwd at G* | steps to G* | samples to G* | tokens to G* | wall s (run) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for m in methods:
+        dirs = [str(out / f"{m}-s{s}") for s in seeds]
+        runs, at = [per_run[d] for d in dirs], [matched[d] for d in dirs]
+        drops = [
+            sum(v["before"] - v["after"] for v in r["retention"].values()) / len(r["retention"])
+            for r in runs
+        ]
+        print(
+            f"| {m} | {fmt([r['new_task']['after'] for r in runs])} | {fmt(drops, '{:+.3f}')} "
+            f"| {fmt([r['kl_to_base']['forward'] for r in runs])} "
+            f"| {fmt([a['retention_drop'] for a in at], '{:+.3f}')} "
+            f"| {fmt([a['kl_forward'] for a in at])} | {fmt([a['step'] for a in at], '{:.0f}')} "
+            f"| {fmt([a['samples'] for a in at], '{:.0f}')} | {fmt([a['tokens'] for a in at], '{:.0f}')} "
+            f"| {fmt([r['wall_seconds'] for r in runs], '{:.0f}')} |"
+        )
+    skills = sorted(runs[0]["retention"])
+    print("\n| method | " + " | ".join(f"{k} before -> after" for k in skills) + " |")
+    print("| --- |" + " --- |" * len(skills))
+    for m in methods:
+        runs = [per_run[str(out / f"{m}-s{s}")] for s in seeds]
+        cells = [
+            fmt([r["retention"][k]["before"] for r in runs]).split(" ")[0]
+            + " -> "
+            + fmt([r["retention"][k]["after"] for r in runs])
+            for k in skills
+        ]
+        print(f"| {m} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/forgetting")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=list(METHODS))
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--summarize", action="store_true", help="Print the tables of a finished grid.")
     args = p.parse_args()
     out = Path(args.out)
+    if args.summarize:
+        summarize(out, args.methods, args.seeds)
+        return
     adapter = teacher(out)
     for seed in args.seeds:
         for name in args.methods:
