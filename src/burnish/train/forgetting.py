@@ -48,6 +48,8 @@ class ForgettingProbe:
         """Evaluate the retention skills and the KL to base; log them at `step`; return them as
         ``{"retention/ENV": metrics, "kl/base": {...}}``."""
         s, out = self.settings, {}
+        context = getattr(getattr(policy, "config", None), "max_position_embeddings", None)
+        limit = {"max_tokens": int(context)} if context else {}  # a skill's episode must fit
         for env in self.retention_envs:
             res = await evaluate_async(
                 policy,
@@ -59,6 +61,7 @@ class ForgettingProbe:
                 temperature=ev.temperature,
                 seed=ev.seed,
                 max_new_tokens=s.retention_max_new_tokens,
+                **limit,
             )
             out[RETENTION_PREFIX + env.name] = res.to_dict()
         out[KL_ROW] = await kl_to_base(
