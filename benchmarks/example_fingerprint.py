@@ -53,15 +53,22 @@ def fingerprint(path: Path, steps: int, out_dir: Path) -> dict:
     return {"config": str(path), **{k: [r.get(k) for r in rows] for k in KEYS}}
 
 
+def _non_rl(path: Path) -> bool:
+    """SFT, distillation and on-policy distillation configs (`[sft]` or `[teacher]`): run by
+    `burnish sft` / `distill` or needing a teacher adapter, so not fingerprinted here."""
+    text = path.read_text()
+    return "[sft]" in text or "[teacher]" in text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("configs", nargs="*", help="default: every run config under examples/")
+    ap.add_argument("configs", nargs="*", help="default: every RL run config under examples/")
     args = ap.parse_args()
     paths = [Path(p) for p in args.configs] or sorted(
         p
         for p in Path("examples").rglob("*.toml")
-        if "[model]" in p.read_text() or "[env]" in p.read_text()
+        if ("[model]" in p.read_text() or "[env]" in p.read_text()) and not _non_rl(p)
     )
     with tempfile.TemporaryDirectory() as tmp:
         for p in paths:

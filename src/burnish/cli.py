@@ -318,6 +318,72 @@ def eval_cmd(
         typer.echo(json.dumps(result.to_dict()))
 
 
+@app.command("sft")
+def sft_cmd(
+    config: str = typer.Argument(..., help="Run configuration (TOML) with an [sft] section."),
+    set_: list[str] = typer.Option([], "--set", help="Override a field: section.field=value."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+) -> None:
+    """Supervised fine-tuning (LoRA or full) on chat transcripts, loss on assistant tokens."""
+    from burnish.config import ConfigError, load_config
+    from burnish.train.sft import sft
+
+    try:
+        summary = sft(load_config(config, set_), resume=resume)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    _before_after(summary)
+
+
+@app.command("distill")
+def distill_cmd(
+    config: str = typer.Argument(..., help="Run configuration (TOML) with a [teacher] section."),
+    set_: list[str] = typer.Option([], "--set", help="Override a field: section.field=value."),
+) -> None:
+    """A teacher samples k answers per task, a verifier/judge filters them, SFT on the rest."""
+    from burnish.config import ConfigError, load_config
+    from burnish.train.distill import distill
+
+    try:
+        summary = distill(load_config(config, set_))
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    _before_after(summary)
+
+
+def _before_after(summary: dict) -> None:
+    b, a = summary["before"], summary["after"]
+    typer.echo(
+        f"{summary['method']}: pass@1 {b['pass@1']:.3f} -> {a['pass@1']:.3f}; "
+        f"run directory: {summary['run_dir']}"
+    )
+
+
+@app.command("compare")
+def compare_cmd(
+    run_dirs: list[str] = typer.Argument(..., help="Run directories (rl, sft, distill, opd)."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON object."),
+    out: str | None = typer.Option(None, "--out", help="Write the plots into this directory."),
+) -> None:
+    """Forgetting across runs: new task and retention before -> after, KL to base, compute,
+    matched-gain table and the forgetting-vs-KL R²."""
+    import json
+
+    from burnish.compare import compare, compare_text, contract, load_curve, write_plots
+
+    try:
+        curves = [load_curve(d) for d in run_dirs]
+        result = compare(curves)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _fail(str(e))
+    typer.echo(compare_text(result))
+    if out is not None:
+        for path in write_plots(curves, result, out):
+            typer.echo(str(path))
+    if as_json:
+        typer.echo(json.dumps(contract(result)))
+
+
 tiny_app = typer.Typer(help="The shipped burnish-tiny model: its pretraining recipe.")
 app.add_typer(tiny_app, name="tiny")
 

@@ -16,13 +16,13 @@ from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from burnish.config_sft import Section, SftConfig, TeacherConfig
 from burnish.tomlwriter import TomlWriteError, dumps_model
 
 if sys.version_info >= (3, 11):
@@ -35,10 +35,9 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the field."""
 
 
-class _Section(BaseModel):
-    # Numbers must be finite: a resolved config is saved as TOML and read back, and no field
-    # means anything at inf or nan (None is how a field says "no limit").
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+# Numbers must be finite: a resolved config is saved as TOML and read back, and no field means
+# anything at inf or nan (None is how a field says "no limit").
+_Section = Section
 
 
 # ----------------------------------------------------------------------------- core sections
@@ -156,6 +155,9 @@ class AlgorithmConfig(_Section):
     dual_clip: float | None = Field(default=None, gt=1)
     entropy_coef: float = 0.0
     entropy_gate_quantile: float | None = Field(default=None, gt=0, lt=1)
+    distill_coef: float = Field(default=1.0, ge=0, le=1)
+    """With a `[teacher]`: the weight λ of the per-token reverse-KL advantage, mixed as
+    (1 − λ)·(reward advantage) + λ·(log π_teacher − log π_θ); 1 = distillation alone."""
     kl_bias_correction: bool = False
     """Multiply the k3 KL term by the importance ratio π_θ/π_old (DeepSeek-V3.2's estimator, TRL's
     `use_bias_correction_kl`); k3 only."""
@@ -235,6 +237,22 @@ class EvalConfig(_Section):
     samples: int = Field(default=4, ge=1)
     temperature: float = Field(default=1.0, ge=0)
     seed: int = 1234
+    retention: list[str] = Field(default_factory=list)
+    """Other skills (environment names) evaluated at every eval point to measure forgetting."""
+    retention_max_new_tokens: int = Field(default=64, ge=1)
+    """Tokens per assistant turn in the retention evaluations."""
+    kl_tasks: int = Field(default=32, ge=1)
+    """Test prompts of the new task on which the KL to the base policy is measured (one sample
+    from each policy per prompt) at every eval point."""
+
+    @field_validator("retention")
+    @classmethod
+    def _known_envs(cls, v: list[str]) -> list[str]:
+        for name in v:
+            _check_env(name, {})
+        if len(set(v)) != len(v):
+            raise ValueError(f"retention lists an environment twice: {v}")
+        return v
 
 
 class LogConfig(_Section):
@@ -325,6 +343,18 @@ class RunConfig(_Section):
     log: LogConfig = Field(default_factory=LogConfig)
     judges: list[JudgeEntry] = Field(default_factory=list)
     monitors: MonitorsConfig = Field(default_factory=MonitorsConfig)
+    sft: SftConfig | None = None
+    """Supervised fine-tuning (`burnish sft`, `burnish distill`; None there: the defaults)."""
+    teacher: TeacherConfig | None = None
+    """A teacher: `burnish distill` samples it; with `burnish train` it makes the run on-policy
+    distillation."""
+
+    @model_validator(mode="after")
+    def _retention_is_other(self) -> RunConfig:
+        own = {e.name for e in self.env.entries()}
+        if clash := sorted(own & set(self.eval.retention)):
+            raise ValueError(f"eval.retention names the run's own environment(s) {clash}")
+        return self
 
 
 def advisories(config: RunConfig) -> list[str]:

@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS rollouts (
 CREATE INDEX IF NOT EXISTS rollouts_step ON rollouts(step);
 CREATE TABLE IF NOT EXISTS evals (
     step INTEGER NOT NULL, env TEXT NOT NULL, metrics TEXT NOT NULL, PRIMARY KEY (step, env));
+CREATE TABLE IF NOT EXISTS forgetting (
+    step INTEGER NOT NULL, name TEXT NOT NULL, metrics TEXT NOT NULL, PRIMARY KEY (step, name));
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, step INTEGER NOT NULL, rule TEXT, signal TEXT,
     value REAL, threshold REAL, evidence TEXT);
@@ -189,6 +191,19 @@ class RunStore:
                 "INSERT OR REPLACE INTO evals VALUES (?, ?, ?)", (step, env, _json(metrics))
             )
 
+    def log_forgetting(self, step: int, name: str, metrics: dict[str, Any]) -> None:
+        """One forgetting measurement at an eval point: a retention skill (``retention/ENV``) or
+        the KL to base (``kl/base``), kept apart from the new task's `evals`."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO forgetting VALUES (?, ?, ?)", (step, name, _json(metrics))
+            )
+
+    def forgetting(self) -> list[dict[str, Any]]:
+        """Every forgetting row by step and name: its metrics plus "step" and "name"."""
+        cur = self.conn.execute("SELECT step, name, metrics FROM forgetting ORDER BY step, name")
+        return [{**json.loads(r["metrics"]), "step": r["step"], "name": r["name"]} for r in cur]
+
     def truncate_from(self, step: int) -> None:
         """Delete every row of steps >= `step` and every eval labelled > `step`, in one
         transaction: what resuming from checkpoint `step_{step}` re-runs.
@@ -200,6 +215,7 @@ class RunStore:
             for table in _PER_STEP:
                 self.conn.execute(f"DELETE FROM {table} WHERE step >= ?", (step,))
             self.conn.execute("DELETE FROM evals WHERE step > ?", (step,))
+            self.conn.execute("DELETE FROM forgetting WHERE step > ?", (step,))
         self._ensure_unique()
 
     def truncate_after(self, step: int) -> None:
@@ -211,6 +227,7 @@ class RunStore:
             for table in ("steps", "rollouts", "alerts", "flagged"):
                 self.conn.execute(f"DELETE FROM {table} WHERE step > ?", (step,))
             self.conn.execute("DELETE FROM evals WHERE step > ?", (step,))
+            self.conn.execute("DELETE FROM forgetting WHERE step > ?", (step,))
 
     # ------------------------------------------------------------------ reading
 

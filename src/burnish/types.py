@@ -252,6 +252,9 @@ class TrainBatch:
     """[B] float, one advantage per sequence."""
     lengths_B: torch.Tensor
     """[B] int64, number of real (non-pad) tokens per row."""
+    advantages_B_T: torch.Tensor | None = None
+    """[B, T] float per-token advantages (on-policy distillation); when set the loss uses them
+    instead of `advantages_B`."""
 
     @property
     def size(self) -> int:

@@ -98,3 +98,16 @@ def kl_estimate(
         )
     ratio_B_T = torch.exp((logp - old_logp).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     return kl_B_T * ratio_B_T
+
+
+def kl_from_logits(logits_p_N_V: Tensor, logits_q_N_V: Tensor, temperature: float = 1.0) -> Tensor:
+    """Exact ``KL(p ‖ q) = Σ_v p_v (log p_v − log q_v)`` over the vocabulary at each of N positions.
+
+    Used for forgetting (`burnish.eval.forgetting`): summed over a sequence's sampled positions it
+    is an unbiased, lower-variance estimate of the sequence-level KL than the sampled-token
+    log-ratio (the expectation over the next token is taken exactly; only the prefixes are
+    sampled). ``≥ 0`` up to float rounding. Returns float32 ``[N]``.
+    """
+    logp_N_V = torch.log_softmax(logits_p_N_V.float() / temperature, dim=-1)
+    logq_N_V = torch.log_softmax(logits_q_N_V.float() / temperature, dim=-1)
+    return (logp_N_V.exp() * (logp_N_V - logq_N_V)).sum(-1)

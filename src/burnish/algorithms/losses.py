@@ -54,6 +54,7 @@ import torch
 from torch import Tensor
 
 from burnish.algorithms.advantages import SCALES
+from burnish.algorithms.inputs import check_inputs, check_needs, per_token, zero_padding
 from burnish.algorithms.kl import (
     BIAS_CORRECTED_ESTIMATORS,
     KL_ESTIMATORS,
@@ -185,7 +186,8 @@ class LossConfig:
 
 
 LossFn = Callable[[Tensor, Tensor, Tensor, Tensor, LossConfig], tuple[Tensor, dict[str, Tensor]]]
-"""``(logp_B_T, old_logp_B_T, adv_B, mask_B_T, resolved_config) -> (ℓ_B_T, metrics)``."""
+"""``(logp_B_T, old_logp_B_T, adv, mask_B_T, resolved_config) -> (ℓ_B_T, metrics)``; ``adv`` is
+``[B]`` (one per sequence) or ``[B, T]`` (one per token, padding zeroed)."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ def _ratio_metrics(ratio_B_T: Tensor, mask_B_T: Tensor) -> dict[str, Tensor]:
 
 
 def ppo_clip_loss(
-    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
+    logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, cfg: LossConfig
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO clip on token ratios, ``max(−Â r, −Â clip(r, 1 − ε_low, 1 + ε_high))`` per token ``[B, T]``.
 
@@ -284,14 +286,14 @@ def ppo_clip_loss(
     defaults (clip bounds, aggregation, advantage scale, dynamic sampling), not in this function.
     """
     ratio_B_T = torch.exp(_log_ratio(logp, old_logp))
-    adv_B_T = adv_B[:, None].expand_as(ratio_B_T)
+    adv_B_T = per_token(adv, ratio_B_T)
     loss_B_T = _clipped_surrogate(ratio_B_T, adv_B_T, cfg)
     r = ratio_B_T.detach()
     return loss_B_T, {**_clip_metrics(r, adv_B_T, mask, cfg), **_ratio_metrics(r, mask)}
 
 
 def cispo_loss(
-    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
+    logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, cfg: LossConfig
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """CISPO: ``−sg(clip(r, 1 − ε_low, 1 + ε_high)) · Â · logp``; every token keeps its gradient.
 
@@ -300,7 +302,7 @@ def cispo_loss(
     """
     ratio_B_T = torch.exp(_log_ratio(logp, old_logp)).detach()
     weight_B_T = ratio_B_T.clamp(1.0 - cfg.eps_low, 1.0 + cfg.eps_high)
-    loss_B_T = -weight_B_T * adv_B[:, None] * logp
+    loss_B_T = -weight_B_T * per_token(adv, logp) * logp
     capped = _frac(ratio_B_T > 1.0 + cfg.eps_high, mask)
     metrics = {
         "clip/low_frac": _frac(ratio_B_T < 1.0 - cfg.eps_low, mask),
@@ -318,11 +320,11 @@ def _seq_log_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
     return mean_B.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
 
 
-def _gspo_metrics(s_B: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig) -> dict[str, Tensor]:
+def _gspo_metrics(s_B: Tensor, adv: Tensor, mask: Tensor, cfg: LossConfig) -> dict[str, Tensor]:
     """Clip fractions counted in tokens (tokens of clipped sequences / valid tokens); ratio
     statistics over the non-empty sequences' ``s_i``."""
     s_B_T = s_B.detach()[:, None].expand_as(mask)
-    adv_B_T = adv_B[:, None].expand_as(mask)
+    adv_B_T = per_token(adv, mask)
     has_tokens_B = mask.any(-1)
     s = s_B.detach()
     ratio = {
@@ -335,20 +337,30 @@ def _gspo_metrics(s_B: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig) -> 
 def gspo_loss(
     logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """GSPO: PPO clip on the length-normalised sequence ratio ``s_i``; ``ℓ_i`` on every valid token."""
+    """GSPO: PPO clip on the length-normalised sequence ratio ``s_i``; ``ℓ_i`` on every valid token.
+
+    Takes ``[B]`` advantages only: one sequence ratio pairs with one sequence advantage (use
+    ``gspo_token`` for per-token advantages, as the GSPO paper proposes).
+    """
+    if adv_B.dim() != 1:
+        raise ValueError(
+            f"loss 'gspo' needs [B] advantages (one per sequence); got shape "
+            f"{tuple(adv_B.shape)}: use 'gspo_token' for per-token advantages"
+        )
     s_B = torch.exp(_seq_log_ratio(logp, old_logp, mask))
     loss_B = _clipped_surrogate(s_B, adv_B, cfg)
     return loss_B[:, None].expand_as(logp), _gspo_metrics(s_B, adv_B, mask, cfg)
 
 
 def gspo_token_loss(
-    logp: Tensor, old_logp: Tensor, adv_B: Tensor, mask: Tensor, cfg: LossConfig
+    logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, cfg: LossConfig
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """GSPO-token: ``s_{i,t} = sg(s_i) · exp(logp − sg(logp))``, clipped per token."""
+    """GSPO-token: ``s_{i,t} = sg(s_i) · exp(logp − sg(logp))``, clipped per token; takes
+    ``[B]`` or ``[B, T]`` advantages."""
     s_B = torch.exp(_seq_log_ratio(logp, old_logp, mask)).detach()
     s_B_T = s_B[:, None] * torch.exp(logp - logp.detach())
-    adv_B_T = adv_B[:, None].expand_as(logp)
-    return _clipped_surrogate(s_B_T, adv_B_T, cfg), _gspo_metrics(s_B, adv_B, mask, cfg)
+    adv_B_T = per_token(adv, logp)
+    return _clipped_surrogate(s_B_T, adv_B_T, cfg), _gspo_metrics(s_B, adv, mask, cfg)
 
 
 LOSSES: dict[str, Variant] = {
@@ -363,37 +375,6 @@ LOSSES: dict[str, Variant] = {
 
 
 # ----------------------------------------------------------------------------- the full loss
-
-
-def _check_inputs(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, **optional) -> None:
-    if logp.dim() != 2:
-        raise ValueError(f"logp must be [B, T]; got shape {tuple(logp.shape)}")
-    for name, t in {"old_logp": old_logp, "mask": mask, **optional}.items():
-        if t is not None and t.shape != logp.shape:
-            raise ValueError(
-                f"{name} must have logp's shape {tuple(logp.shape)}; got {tuple(t.shape)}"
-            )
-    if adv.shape != logp.shape[:1]:
-        raise ValueError(
-            f"advantages must be [B] = {tuple(logp.shape[:1])}; got {tuple(adv.shape)}"
-        )
-
-
-def _zero_padding(x: Tensor | None, mask: Tensor) -> Tensor | None:
-    return (
-        None if x is None else torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
-    )
-
-
-def _check_needs(cfg: LossConfig, ref_logp: Tensor | None, entropy: Tensor | None) -> None:
-    """Raise ValueError when the config needs reference log-probs or entropies it was not given."""
-    if cfg.kl_coef > 0 and ref_logp is None:
-        raise ValueError(f"kl_coef={cfg.kl_coef} needs ref_logp; got None")
-    if (cfg.entropy_coef != 0 or cfg.entropy_gate_quantile is not None) and entropy is None:
-        raise ValueError(
-            f"entropy_coef={cfg.entropy_coef} / entropy_gate_quantile={cfg.entropy_gate_quantile} "
-            "need entropy; got None"
-        )
 
 
 def _kl_and_bonus(cfg, logp, old_logp, ref_logp, entropy, mask, agg, metrics):
@@ -439,7 +420,9 @@ def policy_loss(
     Args:
         logp: ``[B, T]`` log-probabilities of the sampled tokens under the policy (with grad).
         old_logp: ``[B, T]`` log-probabilities under the sampling policy (no grad needed).
-        advantages: ``[B]`` one advantage per sequence.
+        advantages: ``[B]`` one advantage per sequence, or ``[B, T]`` one per token (on-policy
+            distillation); padding of a ``[B, T]`` tensor may hold any value. ``gspo`` takes
+            ``[B]`` only (its ratio is a sequence's).
         mask: ``[B, T]`` loss mask (bool or 0/1); padding may hold any value, even NaN.
         config: the variant and its knobs.
         ref_logp: ``[B, T]`` reference log-probabilities; needed when ``kl_coef > 0``, used for the
@@ -465,15 +448,17 @@ def policy_loss(
             needs.
     """
     cfg = config.resolved()
-    _check_inputs(logp, old_logp, advantages, mask, ref_logp=ref_logp, entropy=entropy)
-    _check_needs(cfg, ref_logp, entropy)
+    check_inputs(logp, old_logp, advantages, mask, ref_logp=ref_logp, entropy=entropy)
+    check_needs(cfg, ref_logp, entropy)
     gated = cfg.entropy_gate_quantile is not None
     mask = mask.bool()
-    logp, old_logp = _zero_padding(logp, mask), _zero_padding(old_logp.detach(), mask)
-    ref_logp, entropy = _zero_padding(ref_logp, mask), _zero_padding(entropy, mask)
-    adv_B = advantages.detach().to(logp.dtype)
+    logp, old_logp = zero_padding(logp, mask), zero_padding(old_logp.detach(), mask)
+    ref_logp, entropy = zero_padding(ref_logp, mask), zero_padding(entropy, mask)
+    adv = advantages.detach().to(logp.dtype)
+    if adv.dim() == 2:  # per-token advantages: padding may hold anything
+        adv = zero_padding(adv, mask)
 
-    token_loss_B_T, metrics = LOSSES[cfg.name].fn(logp, old_logp, adv_B, mask, cfg)
+    token_loss_B_T, metrics = LOSSES[cfg.name].fn(logp, old_logp, adv, mask, cfg)
     agg = partial(
         aggregate,
         mask_B_T=mask,

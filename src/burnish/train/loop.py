@@ -13,7 +13,6 @@ judging, probes and evaluations all await in it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,8 +23,6 @@ from typing import Any
 import torch
 
 from burnish.config import RunConfig, advisories, save_config
-from burnish.eval import evaluate_async
-from burnish.report import write_report
 from burnish.rollout import LocalSampler
 from burnish.rollout.pack import pack
 from burnish.scoring import ScorerSpec
@@ -38,7 +35,9 @@ from burnish.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from burnish.train.evaluation import finish_run, run_eval
 from burnish.train.export import export_weights
+from burnish.train.forgetting import ForgettingProbe
 from burnish.train.groups import (
     TaskCursor,
     collect_groups,
@@ -47,7 +46,7 @@ from burnish.train.groups import (
     with_advantages,
 )
 from burnish.train.guards import ScorableWatch, check_run_dir, loss_advice
-from burnish.train.metrics import step_metrics
+from burnish.train.metrics import rollout_compute, step_metrics
 from burnish.train.plan import RunPlan
 from burnish.train.run_monitor import RunMonitor
 from burnish.train.setup import (
@@ -60,6 +59,7 @@ from burnish.train.setup import (
 )
 from burnish.train.sinks import build_sinks
 from burnish.train.step import train_on_batch
+from burnish.train.teacher import distill_batch, load_teacher
 from burnish.types import Group
 
 OnStep = Callable[[int, dict[str, float]], None]
@@ -98,6 +98,12 @@ class Run:
     """The first step to run (after a resume: the checkpoint's step count)."""
     before: dict[str, Any] | None = None
     """Test metrics of the model before training."""
+    probe: ForgettingProbe | None = None
+    """Retention skills and KL to base, measured at every eval point."""
+    teacher: Any | None = None
+    """The on-policy distillation teacher (a `[teacher]` section), else None."""
+    method: str = "rl"
+    """What trains the policy: "rl", "opd" (on-policy distillation), "sft" or "distill"."""
 
 
 async def train_async(
@@ -107,6 +113,9 @@ async def train_async(
     t0 = time.time()
     run = start_run(config, resume)
     try:
+        if config.teacher is not None:  # on-policy distillation
+            run.teacher = load_teacher(config.teacher, config.model, run.tokenizer)
+            run.method = "opd"
         return await _train(run, on_step, t0)
     finally:  # a failed run keeps its store readable and its sinks flushed
         run.store.close()
@@ -169,12 +178,19 @@ async def rl_step(run: Run, step: int) -> tuple[list[Group], dict[str, float]]:
         shape_rewards(groups, run.plan.shaping), run.plan.shaping.advantage_scale
     )
     metrics.update({**step_metrics(groups), **judge_metrics(run.scorers), "time/sample": t_sample})
-    if informative(groups):
+    distilling = run.teacher is not None and any(g.kept for g in groups)
+    metrics.update(rollout_compute(groups))
+    if informative(groups) or distilling:
         batch = pack(
             groups,
             mask_truncated=run.plan.shaping.mask_truncated,
             pad_id=run.tokenizer.pad_token_id or 0,
         )
+        if run.teacher is not None:  # per-token advantages from the teacher
+            batch, distill_metrics = distill_batch(run.teacher, batch, run.plan.distill)
+            metrics.update(distill_metrics)
+            metrics["compute/tokens"] += distill_metrics["distill/teacher_tokens"]
+        metrics["compute/tokens"] += float(batch.lengths_B.sum()) * run.plan.step.inner_epochs
         metrics.update(
             train_on_batch(run.policy, batch, run.plan.loss, run.optimizer, run.plan.step)
         )
@@ -202,9 +218,10 @@ def start_run(config: RunConfig, resume: bool) -> Run:
     env = build_env(config.env)
     scorers = build_scorers(env, config.env_score, config.judges, config.log.run_dir)
     optimizer, scheduler = build_optimizer(config.train, policy)
+    plan = RunPlan.from_config(config, env)
     run = Run(
         config=config,
-        plan=RunPlan.from_config(config, env),
+        plan=plan,
         run_dir=run_dir,
         store=store,
         policy=policy,
@@ -217,6 +234,7 @@ def start_run(config: RunConfig, resume: bool) -> Run:
         tasks=TaskCursor(env, seed=config.train.seed),
         monitor=RunMonitor(config.monitors, scorers),
         sinks=build_sinks(config),
+        probe=ForgettingProbe.build(plan.forgetting, policy),  # before any checkpoint loads
     )
     checkpoints = list_checkpoints(run_dir) if resume else []
     if checkpoints:
@@ -245,52 +263,3 @@ def checkpoint(run: Run, steps_done: int) -> int:
     )
     save_checkpoint(run.run_dir, run.policy, state, keep=run.config.train.keep_checkpoints)
     return steps_done
-
-
-async def run_eval(run: Run, step: int) -> dict[str, Any]:
-    """Evaluate on every environment's test split; log and return {env: metrics}."""
-    settings, out = run.plan.eval, {}
-    for env in run.eval_envs:
-        res = await evaluate_async(
-            run.policy,
-            run.tokenizer,
-            env,
-            samples=settings.samples,
-            n_tasks=settings.n_tasks,
-            split="test",
-            temperature=settings.temperature,
-            seed=settings.seed,
-            max_new_tokens=settings.max_new_tokens,
-            **settings.budget.kwargs(),
-        )
-        metrics = res.to_dict()
-        run.store.log_eval(step, env.name, metrics)
-        out[env.name] = metrics
-    return out
-
-
-async def finish_run(run: Run, t0: float) -> dict[str, Any]:
-    """The final evaluation, `summary.json` and `report.html`."""
-    store = run.store
-    after = await run_eval(run, step=(store.last_step() or 0) + 1)
-    summary = {
-        "run_dir": str(run.run_dir),
-        "steps": len(store.steps()),
-        "wall_seconds": round(time.time() - t0, 2),
-        "before": _headline(run.before),
-        "after": _headline(after),
-        "per_env": {"before": run.before, "after": after},
-        "alerts": [
-            {"rule": a["rule"], "step": a["step"], "signal": a["signal"], "evidence": a["evidence"]}
-            for a in store.alerts()
-        ],
-    }
-    (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    write_report(run.run_dir)  # report.html of the whole run, resumed runs included
-    return summary
-
-
-def _headline(per_env: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """pass@1 and mean reward averaged over environments (equal weight)."""
-    keys = ("pass@1", "mean_reward")
-    return {k: sum(m[k] for m in per_env.values()) / len(per_env) for k in keys}

@@ -49,3 +49,14 @@ def step_metrics(groups: Sequence[Group]) -> dict[str, float]:
     out.update({f"reward/{k}": statistics.fmean(v) for k, v in comps.items()})
     out.update({f"stop/{k}": n / len(trajs) for k, n in stops.items()})
     return out
+
+
+def rollout_compute(groups: Sequence[Group]) -> dict[str, float]:
+    """The sampling part of a step's compute: `compute/samples` (episodes sampled) and
+    `compute/tokens` (sampled tokens); the trainer adds the tokens its forward passes process
+    (and a distillation teacher's), so a run's totals compare RL, SFT and distillation."""
+    trajs = [t for g in groups for t in g.trajectories]
+    return {
+        "compute/samples": float(len(trajs)),
+        "compute/tokens": float(sum(t.num_sampled for t in trajs)),
+    }

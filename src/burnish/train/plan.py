@@ -76,6 +76,30 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
+class ForgettingSettings:
+    """Forgetting, measured at every eval point: the retention skills' test pass rates, and the
+    KL between the policy and its base on the new task's test prompts."""
+
+    retention: tuple[str, ...]
+    """Environment names of the other skills (their own turn limits and token budgets)."""
+    retention_max_new_tokens: int
+    kl_tasks: int
+    kl_max_new_tokens: int
+    """Tokens per turn of the KL samples (the run's own `rollout.max_new_tokens`)."""
+    kl_budget: EpisodeBudget
+    """The new task's episode limits (the run's)."""
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """On-policy distillation: the teacher's per-token reverse KL as (part of) the advantage."""
+
+    coef: float
+    """λ: advantages are (1 − λ)·Â_reward + λ·(log π_T − log π_θ)."""
+    micro_batch_size: int
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """Every stage's settings for one run."""
 
@@ -84,6 +108,9 @@ class RunPlan:
     loss: LossConfig
     step: StepSettings
     eval: EvalSettings
+    forgetting: ForgettingSettings | None = None
+    distill: DistillSettings | None = None
+    """Set when the run has a `[teacher]` (on-policy distillation)."""
 
     @classmethod
     def from_config(cls, config: RunConfig, env: Any) -> RunPlan:
@@ -142,6 +169,16 @@ class RunPlan:
                 max_new_tokens=r.max_new_tokens,
                 budget=budget,
             ),
+            forgetting=ForgettingSettings(
+                retention=tuple(e.retention),
+                retention_max_new_tokens=e.retention_max_new_tokens,
+                kl_tasks=e.kl_tasks,
+                kl_max_new_tokens=r.max_new_tokens,
+                kl_budget=budget,
+            ),
+            distill=None
+            if config.teacher is None
+            else DistillSettings(coef=a.distill_coef, micro_batch_size=t.micro_batch_size),
         )
 
 

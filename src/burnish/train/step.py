@@ -147,7 +147,7 @@ def train_on_batch(
                 loss, m = policy_loss(
                     logp,
                     old,
-                    batch.advantages_B[idx],
+                    _advantages(batch, idx, T),
                     mask,
                     loss_config,
                     ref_logp=None if ref_logp_B_T is None else ref_logp_B_T[idx, :T],
@@ -183,6 +183,13 @@ def train_on_batch(
         metrics["mismatch/k3"] = mismatch[0] / mismatch[1]
         metrics["mismatch/ratio_max"] = mismatch[2]
     return metrics
+
+
+def _advantages(batch: TrainBatch, idx: torch.Tensor, T: int) -> torch.Tensor:
+    """The micro-batch's advantages: per token `[b, T]` when the batch has them, else `[b]`."""
+    if batch.advantages_B_T is not None:
+        return batch.advantages_B_T[idx, :T]
+    return batch.advantages_B[idx]
 
 
 def _add_mismatch(acc: list[float], trainer_logp, sampler_logp, mask) -> None:
