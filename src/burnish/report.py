@@ -26,6 +26,7 @@ from burnish.report_panels import (
 from burnish.report_plots import series  # noqa: F401  (re-exported)
 from burnish.run_views import best_and_worst, monitor_flagged
 from burnish.store import RunStore
+from burnish.train.forgetting import KL_ROW, RETENTION_PREFIX
 
 BROWSE_K = 5
 """Best and worst rollouts of the last step shown in the rollout browser."""
@@ -47,6 +48,10 @@ class RunData:
     worst: list[dict[str, Any]] = field(default_factory=list)
     flagged: list[dict[str, Any]] = field(default_factory=list)
     """Monitor-flagged rollouts (rollout rows plus `flags`), the latest first."""
+    retention: list[dict[str, Any]] = field(default_factory=list)
+    """`eval.retention` measurements as eval rows (`env`, `step`, `pass@1`, ...)."""
+    kl_to_base: list[dict[str, Any]] = field(default_factory=list)
+    """KL to the base policy at each eval point (`step`, `forward`, `reverse`)."""
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -59,6 +64,12 @@ def load_run(run_dir: str | Path) -> RunData:
         if steps:
             data.best, data.worst = best_and_worst(store.rollouts(steps[-1]["step"]), BROWSE_K)
         data.flagged = monitor_flagged(store, FLAGGED_SHOWN)
+        for row in store.forgetting():
+            name = row["name"]
+            if name.startswith(RETENTION_PREFIX):
+                data.retention.append({**row, "env": name.removeprefix(RETENTION_PREFIX)})
+            elif name == KL_ROW:
+                data.kl_to_base.append(row)
     finally:
         store.close()
     summary_path = run_dir / "summary.json"

@@ -209,13 +209,15 @@ def throughput_section(data) -> str:
 
 
 def forgetting_section(data) -> str:
-    """pass@1 on environments the run did not train on, across the run ("" when none)."""
-    others = sorted({r["env"] for r in data.evals} - set(data.trained_envs))
+    """pass@1 on environments the run did not train on (evaluations of other environments and
+    the `eval.retention` skills), and the KL to the base policy, across the run ("" when none)."""
+    evals = data.evals + data.retention
+    others = sorted({r["env"] for r in evals} - set(data.trained_envs))
     if not others or not data.trained_envs:
         return ""
     rows = []
     for env in others:
-        points = [r for r in data.evals if r["env"] == env and "pass@1" in r]
+        points = [r for r in evals if r["env"] == env and "pass@1" in r]
         first, last = points[0], points[-1]
         delta = last["pass@1"] - first["pass@1"]
         rows.append(
@@ -227,8 +229,18 @@ def forgetting_section(data) -> str:
             )
         )
     plot = svg_plot("retention", "retention: pass@1 off the trained environments",
-                    _eval_lines(data.evals, others), "pass@1")  # fmt: skip
-    note = "environments not trained on; a falling line is forgetting"
+                    _eval_lines(evals, others), "pass@1")  # fmt: skip
+    figures = [figure(plot, "environments not trained on; a falling line is forgetting")]
+    if data.kl_to_base:
+        kl = {
+            f"KL {d}": (
+                [int(r["step"]) for r in data.kl_to_base if d in r],
+                [float(r[d]) for r in data.kl_to_base if d in r],
+            )
+            for d in ("forward", "reverse")
+        }
+        kl_plot = svg_plot("kl_to_base", "KL to the base policy", kl, "nats per token")
+        figures.append(figure(kl_plot, "on the new task's test prompts, both directions"))
     return table(("environment", "first", "last", "change"), rows) + (
-        "<div class='grid'>" + figure(plot, note) + "</div>"
+        "<div class='grid'>" + "".join(figures) + "</div>"
     )

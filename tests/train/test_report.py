@@ -63,6 +63,22 @@ def test_forgetting_section_from_retention_evals(run, tmp_path):
     assert "arithmetic" in page and "-0.200" in page
 
 
+def test_forgetting_section_from_retention_rows_and_kl_to_base(run, tmp_path):
+    """`eval.retention` measurements (the store's forgetting table) and the KL to base."""
+    copy = tmp_path / "run"
+    copy.mkdir()
+    (copy / "run.db").write_bytes((run / "run.db").read_bytes())
+    store = RunStore.open(copy)
+    for step, p1, kl in ((0, 0.5, 0.0), (6, 0.375, 0.02)):
+        store.log_forgetting(step, "retention/calculator", {"pass@1": p1})
+        store.log_forgetting(step, "kl/base", {"forward": kl, "reverse": kl / 2})
+    store.close()
+    page = write_report(copy).read_text()
+    assert "<section id='forgetting'>" in page
+    assert "calculator" in page and "-0.125" in page
+    assert "KL to the base policy" in page
+
+
 def test_rollout_browser_shows_prompt_gold_and_components(run):
     page = (run / "report.html").read_text()
     assert "rollouts-best" in page and "rollouts-worst" in page and "rollouts-flagged" in page
