@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from burnish.algorithms import LossConfig
 from burnish.cli import app
-from burnish.config import ConfigError, advisories, load_config
+from burnish.config import ConfigError, load_config
 from burnish.judges.scripted import scripted_judge_server
 from burnish.judges.scripted_rules import Fault, ScriptedRules
 from burnish.train.checkpoint import list_checkpoints
-from burnish.train.guards import RunHealthError, ScorableWatch, loss_advice
+from burnish.train.guards import RunHealthError, ScorableWatch, advisories, loss_advice
 from burnish.train.loop import train
 
 BIN = Path(sys.executable).parent

@@ -377,6 +377,16 @@ LOSSES: dict[str, Variant] = {
 # ----------------------------------------------------------------------------- the full loss
 
 
+def _gated(token_loss_B_T, entropy, mask, cfg, threshold, metrics) -> Tensor:
+    """The per-token loss with tokens below the entropy gate's threshold zeroed (the "80/20"
+    gate); records ``entropy/gate_frac``."""
+    if threshold is None:
+        threshold = entropy_gate_threshold(entropy, mask, cfg.entropy_gate_quantile)
+    gate_B_T = (entropy.detach() >= threshold) & mask
+    metrics["entropy/gate_frac"] = _frac(gate_B_T, mask)
+    return torch.where(gate_B_T, token_loss_B_T, torch.zeros_like(token_loss_B_T))
+
+
 def _kl_and_bonus(cfg, logp, old_logp, ref_logp, entropy, mask, agg, metrics):
     """The KL term ``β · aggregate(KL)`` and the entropy bonus ``−α · aggregate(H)`` (0-dim
     tensors, zero when off); records ``kl/mean`` and ``entropy/mean`` in ``metrics``."""
@@ -468,11 +478,7 @@ def policy_loss(
         norm_len=cfg.max_completion_len,
     )
     if gated:
-        if entropy_threshold is None:
-            entropy_threshold = entropy_gate_threshold(entropy, mask, cfg.entropy_gate_quantile)
-        gate_B_T = (entropy.detach() >= entropy_threshold) & mask
-        token_loss_B_T = torch.where(gate_B_T, token_loss_B_T, torch.zeros_like(token_loss_B_T))
-        metrics["entropy/gate_frac"] = _frac(gate_B_T, mask)
+        token_loss_B_T = _gated(token_loss_B_T, entropy, mask, cfg, entropy_threshold, metrics)
 
     pg = agg(token_loss_B_T)
     kl_term, bonus = _kl_and_bonus(cfg, logp, old_logp, ref_logp, entropy, mask, agg, metrics)

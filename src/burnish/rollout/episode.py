@@ -246,16 +246,7 @@ async def run_episode(
         if budget <= 0:
             stop = StopReason.LENGTH
             break
-        turn_params = dataclasses.replace(
-            params,
-            max_new_tokens=min(params.max_new_tokens, budget),
-            seed=None if params.seed is None else derive_seed(params.seed, turns),
-        )
-        completions = await sampler.sample([rec.tokens()], turn_params, adapter)
-        if len(completions) != 1:
-            raise RuntimeError(f"sampler returned {len(completions)} completions for 1 prompt")
-        completion = completions[0]
-        rec.add_sampled(completion)
+        completion = await _sample_turn(rec, sampler, params, budget, turns, adapter)
         turns += 1
         raw, action = _action(rec.codec, completion, stop_ids, parser)
         messages.append(action)
@@ -289,17 +280,35 @@ async def run_episode(
             stop = StopReason.LENGTH  # no room left to sample the next turn
             break
         rec.add_text(suffix)
+    info = {"turns": turns, "tool_calls": n_calls, "step_rewards": rewards}
+    return _trajectory(task, rec, messages, stop, error, info)
+
+
+async def _sample_turn(rec, sampler, params, budget: int, turn: int, adapter) -> Any:
+    """Sample turn `turn` (its own derived seed, at most `budget` tokens) and record it."""
+    turn_params = dataclasses.replace(
+        params,
+        max_new_tokens=min(params.max_new_tokens, budget),
+        seed=None if params.seed is None else derive_seed(params.seed, turn),
+    )
+    completions = await sampler.sample([rec.tokens()], turn_params, adapter)
+    if len(completions) != 1:
+        raise RuntimeError(f"sampler returned {len(completions)} completions for 1 prompt")
+    rec.add_sampled(completions[0])
+    return completions[0]
+
+
+def _trajectory(task, rec, messages, stop, error, info) -> Trajectory:
+    """The episode's record: the recorder's segments, the conversation and how it ended."""
     return Trajectory(
         task=task,
         segments=tuple(rec.segments),
         messages=tuple(messages),
         stop_reason=stop,
-        turns=turns,
+        turns=info["turns"],
         error=error,
         info={
-            "turns": turns,
-            "tool_calls": n_calls,
-            "step_rewards": rewards,
+            **info,
             "template_mismatches": rec.mismatches,
             "sampled_tokens": sum(len(s.tokens) for s in rec.segments if s.sampled),
         },

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from burnish.algorithms import LossConfig
+from burnish.config import RunConfig
 from burnish.judges.metrics import health_summary
 from burnish.train.checkpoint import list_checkpoints
 
@@ -83,3 +84,26 @@ def loss_advice(loss: LossConfig, metrics: Mapping[str, float]) -> list[str]:
             "rollout.max_new_tokens (or the turn limit) to the lengths you expect"
         )
     return out
+
+
+def advisories(config: RunConfig) -> list[str]:
+    """Settings that are valid but probably not meant, each with its reason (logged by `train`)."""
+    a, out = config.algorithm, []
+    cap = 10.0 if a.loss == "cispo" else 1.0  # CISPO's eps_high sets its IS-weight cap
+    if a.eps_high is not None and a.eps_high > cap:
+        what = "the IS-weight cap" if a.loss == "cispo" else "the upper clip"
+        out.append(
+            f"algorithm.eps_high = {a.eps_high}: {what} is at ratio {1 + a.eps_high:g}, so it "
+            f"almost never binds (defaults: {_default_eps(a.loss)})"
+        )
+    if a.eps_low is not None and a.eps_low >= 1 and a.loss != "cispo":
+        out.append(
+            f"algorithm.eps_low = {a.eps_low}: ratios cannot fall below 0, so the lower clip "
+            "never binds"
+        )
+    return out
+
+
+def _default_eps(loss: str) -> str:
+    d = LossConfig(name=loss, max_completion_len=1).resolved()
+    return f"eps_low {d.eps_low:g}, eps_high {d.eps_high:g}"

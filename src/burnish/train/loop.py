@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from burnish.config import RunConfig, advisories, save_config
+from burnish.config import RunConfig, save_config
 from burnish.rollout import LocalSampler
 from burnish.rollout.pack import pack
 from burnish.scoring import ScorerSpec
@@ -45,7 +45,7 @@ from burnish.train.groups import (
     shape_rewards,
     with_advantages,
 )
-from burnish.train.guards import ScorableWatch, check_run_dir, loss_advice
+from burnish.train.guards import ScorableWatch, advisories, check_run_dir, loss_advice
 from burnish.train.metrics import rollout_compute, step_metrics
 from burnish.train.plan import RunPlan
 from burnish.train.run_monitor import RunMonitor
