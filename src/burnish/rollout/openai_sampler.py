@@ -218,7 +218,7 @@ def _prompt_logprobs(index: int, tokens: list[int], choice: dict, where: str) ->
         raise SamplerServerError(
             f"{where}/completions returned no choices[0].prompt_logprobs for sequence {index}: "
             "a served teacher must support vLLM's prompt_logprobs request parameter (sent as "
-            "prompt_logprobs=0; vLLM's --max-logprobs must not be negative), or set "
+            "prompt_logprobs=0), or set "
             "teacher.model for a teacher computed in process"
         )
     if len(entries) != len(tokens):
