@@ -138,3 +138,21 @@ def test_a_store_that_already_holds_duplicates_still_opens(tmp_path):
     with pytest.raises(sqlite3.IntegrityError):
         store.conn.execute("INSERT INTO rollouts (step, grp, sample) VALUES (0, 0, 0)")
     store.close()
+
+
+def test_truncate_from_clears_forgetting_rows_past_the_checkpoint(tmp_path):
+    store = RunStore(tmp_path / "run.db")
+    for step in (0, 2, 4):  # forgetting is measured at eval points, labelled like evals
+        store.log_forgetting(step, "retention/arithmetic", {"pass@1": 0.5 - 0.1 * step})
+        store.log_forgetting(step, "kl/base", {"forward": 0.01 * step})
+    store.truncate_from(3)  # resuming from step_3 re-runs steps 3 and 4
+    assert [(r["step"], r["name"]) for r in store.forgetting()] == [
+        (0, "kl/base"), (0, "retention/arithmetic"), (2, "kl/base"), (2, "retention/arithmetic"),
+    ]  # fmt: skip
+    store.truncate_from(2)  # the measurement taken with step_2's weights stays
+    assert {r["step"] for r in store.forgetting()} == {0, 2}
+    store.log_forgetting(4, "kl/base", {"forward": 0.9})  # the re-run measures again: no doubles
+    assert Counter((r["step"], r["name"]) for r in store.forgetting())[(4, "kl/base")] == 1
+    store.truncate_from(0)
+    assert {r["step"] for r in store.forgetting()} == {0}
+    store.close()

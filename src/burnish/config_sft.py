@@ -51,8 +51,9 @@ class TeacherConfig(Section):
     adapter: str | None = None
     """A saved LoRA adapter directory for the local teacher (e.g. an RL run's `adapter/`)."""
     base_url: str | None = None
-    """An OpenAI-compatible endpoint instead of a local model (distill only: on-policy
-    distillation needs the teacher's log-probs of the student's tokens, computed in process)."""
+    """An OpenAI-compatible endpoint instead of a local model. `burnish distill` samples it;
+    on-policy distillation asks it for the log-probs of the student's tokens, which needs vLLM's
+    `prompt_logprobs` on /v1/completions and the student's tokenizer (docs/sft_distillation.md)."""
     served_model: str = "teacher"
     """The model id sent to `base_url`."""
     api_key_env: str | None = None

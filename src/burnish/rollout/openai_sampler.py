@@ -15,6 +15,13 @@ without truncation the two agree.
 and registers it with ``POST /v1/load_lora_adapter`` under a new versioned name (vLLM needs
 ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``), then unloads the previous version; requests with
 ``adapter=None`` go to the latest synced adapter (the base model before the first sync).
+
+`prompt_logprobs(sequences)` scores given tokens instead of sampling (the served teacher of
+on-policy distillation): one request per sequence with the ids as the prompt, ``max_tokens=1``
+(vLLM needs at least one) and vLLM's ``prompt_logprobs=0``; the answer's
+``choices[0].prompt_logprobs`` holds ``None`` for the first token and, for every later token, a
+dict keyed by token id (a string in JSON) whose entry for the prompt's own token has its
+``"logprob"``. vLLM reports these from the raw model (temperature 1).
 """
 
 from __future__ import annotations
@@ -109,6 +116,21 @@ class OpenAISampler:
             if previous is not None:
                 await self._post(client, "/unload_lora_adapter", {"lora_name": previous})
 
+    async def prompt_logprobs(
+        self, sequences: list[list[int]], adapter: str | None = None
+    ) -> list[list[float]]:
+        """Each sequence's log-probs of its own tokens under the served model, ``0.0`` first
+        (nothing predicts the first token); see the module docstring."""
+        if not sequences or any(len(s) < 2 for s in sequences):
+            raise ValueError("prompt_logprobs() needs sequences of at least 2 tokens")
+        model = self._served_name(adapter)
+        async with httpx.AsyncClient(timeout=self._timeout, headers=self._headers) as client:
+            return list(
+                await asyncio.gather(
+                    *[self._scored(client, i, list(s), model) for i, s in enumerate(sequences)]
+                )
+            )
+
     # ---- requests ---------------------------------------------------------------------------
 
     def _served_name(self, adapter: str | None) -> str:
@@ -173,6 +195,48 @@ class OpenAISampler:
                 f"asked for n={params.n} completions of prompt {index}, got {len(choices)}"
             )
         return [_completion(index, c) for c in choices]
+
+    async def _scored(
+        self, client: httpx.AsyncClient, index: int, tokens: list[int], model: str
+    ) -> list[float]:
+        body = {
+            "model": model,
+            "prompt": tokens,
+            "max_tokens": 1,
+            "temperature": 1.0,
+            "prompt_logprobs": 0,
+        }
+        response = await self._post(client, "/completions", body)
+        choices = response.json().get("choices") or [{}]
+        return _prompt_logprobs(index, tokens, choices[0], self.base_url)
+
+
+def _prompt_logprobs(index: int, tokens: list[int], choice: dict, where: str) -> list[float]:
+    """The log-prob of each prompt token from a vLLM-style ``prompt_logprobs`` list."""
+    entries = choice.get("prompt_logprobs")
+    if not isinstance(entries, list):
+        raise SamplerServerError(
+            f"{where}/completions returned no choices[0].prompt_logprobs for sequence {index}: "
+            "a served teacher must support vLLM's prompt_logprobs request parameter (sent as "
+            "prompt_logprobs=0), or set "
+            "teacher.model for a teacher computed in process"
+        )
+    if len(entries) != len(tokens):
+        raise SamplerServerError(
+            f"sequence {index}: {len(tokens)} prompt tokens but {len(entries)} prompt_logprobs"
+        )
+    out = [0.0]
+    for t, (token, entry) in enumerate(zip(tokens[1:], entries[1:]), 1):
+        value = entry.get(str(token)) if isinstance(entry, dict) else None
+        if isinstance(value, dict):
+            value = value.get("logprob")
+        if not isinstance(value, (int, float)):
+            raise SamplerServerError(
+                f"sequence {index}, position {t}: prompt_logprobs has no logprob of the prompt "
+                f"token {token} (got {entry!r:.200})"
+            )
+        out.append(float(value))
+    return out
 
 
 def _completion(prompt_index: int, choice: dict) -> Completion:

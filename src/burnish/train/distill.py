@@ -3,7 +3,8 @@
 1. The teacher (`[teacher]`: a local model with an optional adapter, or an OpenAI-compatible
    endpoint) plays `samples_per_task` episodes on each of the first `n_tasks` train tasks.
 2. A filter keeps what passes: the environment's verifier (score = `max_reward`), the reward
-   judges of `[[judges]]` (each score ≥ `min_judge_score`), both, or nothing is filtered.
+   judges of `[[judges]]` (each judge's own score ≥ `min_judge_score`; a judge that failed,
+   Score(None), never passes), both, or nothing is filtered.
 3. The student is trained with SFT (`burnish.train.sft`) on the kept transcripts.
 
 The data set is kept in the run directory as `distill_data.jsonl` (one {"messages", "task_id",
@@ -24,10 +25,10 @@ from typing import Any
 from burnish.config import RunConfig, SftConfig
 from burnish.rollout.base import SamplingParams
 from burnish.rollout.episode import run_episodes
-from burnish.scoring import score_group
+from burnish.scoring import EnvScorer, ScorerSpec
 from burnish.train.setup import build_env, build_scorers
 from burnish.train.sft import sft_async
-from burnish.types import Message
+from burnish.types import Message, Task, Trajectory
 
 DATA_FILE = "distill_data.jsonl"
 
@@ -58,17 +59,70 @@ def _teacher_sampler(config: RunConfig):
     return LocalSampler(model.eval(), tokenizer, seed=config.train.seed), tokenizer
 
 
+def _judge_specs(scorers: list[ScorerSpec], mode: str) -> list[ScorerSpec]:
+    """The reward judges a "judge" or "both" filter asks (none for the other filters)."""
+    if mode not in ("judge", "both"):
+        return []
+    judges = [s for s in scorers if s.role == "reward" and not isinstance(s.scorer, EnvScorer)]
+    if not judges:
+        raise ValueError(
+            f'teacher.filter = "{mode}" needs at least one [[judges]] entry with role "reward"; '
+            'add one or set teacher.filter to "verifier" or "none"'
+        )
+    return judges
+
+
+async def _judge_passes(
+    judges: list[ScorerSpec], task: Task, trajs: list[Trajectory], min_score: float
+) -> list[bool]:
+    """Per sample: every reward judge scored it at least `min_score` (a judge failure, Score(None),
+    never passes)."""
+    if not judges:
+        return [False] * len(trajs)
+    results = await asyncio.gather(*(s.scorer.score_group(task, trajs) for s in judges))
+    return [
+        all(r[j].value is not None and r[j].value >= min_score for r in results)
+        for j in range(len(trajs))
+    ]
+
+
+async def _kept(
+    env: Any, tasks: list[Task], trajs: list[Trajectory], judges: list[ScorerSpec], t: Any
+) -> list[dict]:
+    """The samples that pass `t.filter`, as JSON-ready records (errored episodes never pass)."""
+    kept, k = [], t.samples_per_task
+    max_reward = float(getattr(env, "max_reward", 1.0))
+    for i, task in enumerate(tasks):
+        group = trajs[i * k : (i + 1) * k]
+        judged = await _judge_passes(judges, task, group, t.min_judge_score)
+        for traj, judge in zip(group, judged):
+            if traj.error is not None:
+                continue
+            value = env.score(task, traj).value  # the environment's own verifier
+            verified = value is not None and abs(value - max_reward) <= 1e-9
+            passes = {"verifier": verified, "judge": judge, "both": verified and judge}
+            if passes.get(t.filter, True):
+                kept.append(
+                    {
+                        "messages": [{"role": m.role, "content": m.content} for m in traj.messages],
+                        "task_id": task.id,
+                        "reward": value,
+                    }
+                )
+    return kept
+
+
 async def sample_teacher(config: RunConfig, tokenizer: Any) -> tuple[list[dict], dict[str, Any]]:
     """The teacher's filtered samples (JSON-ready records) and its cost record."""
     t = config.teacher
     if t is None:
         raise ValueError("burnish distill needs a [teacher] section")
     t0 = time.time()
-    sampler, teacher_tok = _teacher_sampler(config)
-    tok = teacher_tok or tokenizer
     env = build_env(config.env)
-    run_dir = config.log.run_dir
-    scorers = build_scorers(env, config.env_score, config.judges, run_dir)
+    judges = _judge_specs(
+        build_scorers(env, config.env_score, config.judges, config.log.run_dir), t.filter
+    )
+    sampler, teacher_tok = _teacher_sampler(config)
     tasks = list(islice(env.tasks("train", config.train.seed), t.n_tasks))
     params = SamplingParams(
         max_new_tokens=t.max_new_tokens or config.rollout.max_new_tokens,
@@ -82,30 +136,10 @@ async def sample_teacher(config: RunConfig, tokenizer: Any) -> tuple[list[dict],
         if v
     }
     trajs = await run_episodes(
-        env, repeated, sampler, tok, params, concurrency=t.concurrency, **budget
-    )
-    kept, k = [], t.samples_per_task
-    max_reward = float(getattr(env, "max_reward", 1.0))
-    judged = t.filter in ("judge", "both")
-    for i, task in enumerate(tasks):
-        group_trajs = trajs[i * k : (i + 1) * k]
-        scores = (await score_group(scorers, task, group_trajs)).scores if judged else None
-        for j, traj in enumerate(group_trajs):
-            if traj.error is not None:
-                continue
-            value = env.score(task, traj).value  # the environment's own verifier
-            verified = value is not None and abs(value - max_reward) <= 1e-9
-            judge = scores is not None and (scores[j].value or 0.0) >= t.min_judge_score
-            if {"verifier": verified, "judge": judge, "both": verified and judge}.get(
-                t.filter, True
-            ):
-                kept.append(
-                    {
-                        "messages": [{"role": m.role, "content": m.content} for m in traj.messages],
-                        "task_id": task.id,
-                        "reward": value,
-                    }
-                )
+        env, repeated, sampler, teacher_tok or tokenizer, params, concurrency=t.concurrency,
+        **budget,
+    )  # fmt: skip
+    kept = await _kept(env, tasks, trajs, judges, t)
     tokens = sum(tr.num_sampled for tr in trajs)
     cost = {
         "samples": len(trajs),

@@ -187,7 +187,7 @@ async def rl_step(run: Run, step: int) -> tuple[list[Group], dict[str, float]]:
             pad_id=run.tokenizer.pad_token_id or 0,
         )
         if run.teacher is not None:  # per-token advantages from the teacher
-            batch, distill_metrics = distill_batch(run.teacher, batch, run.plan.distill)
+            batch, distill_metrics = await distill_batch(run.teacher, batch, run.plan.distill)
             metrics.update(distill_metrics)
             metrics["compute/tokens"] += distill_metrics["distill/teacher_tokens"]
         metrics["compute/tokens"] += float(batch.lengths_B.sum()) * run.plan.step.inner_epochs

@@ -1,7 +1,9 @@
-"""The teacher of distillation: a local model (with an optional adapter) that scores or samples.
+"""The teacher of distillation: a local model (with an optional adapter), or a served one.
 
 On-policy distillation (`burnish train` with a `[teacher]`) needs the teacher's log-probs of the
-student's own tokens, computed here in process (`teacher_logprobs`); `distill_batch` turns them
+student's own tokens: computed in process (`teacher_logprobs`), or, with `teacher.base_url`, by
+an OpenAI-compatible completions server that returns prompt log-probs the way vLLM does
+(`served_teacher_logprobs`, through `OpenAISampler.prompt_logprobs`); `distill_batch` turns them
 into per-token advantages (`burnish.algorithms.distill`). `burnish distill` samples the teacher
 instead (locally, or through any OpenAI-compatible endpoint: `burnish.train.distill`).
 """
@@ -23,11 +25,22 @@ from burnish.types import TrainBatch
 
 
 def load_teacher(teacher: TeacherConfig, student: ModelConfig, tokenizer: Any) -> Any:
-    """The local teacher model (eval mode, frozen), checked to share the student's vocabulary."""
+    """The local teacher model (eval mode, frozen), checked to share the student's vocabulary;
+    with `teacher.base_url`, an `OpenAISampler` on the served teacher (whose vocabulary cannot be
+    checked from here: it must be the student's, as the student's token ids are sent as-is)."""
     if teacher.base_url is not None:
-        raise ValueError(
-            "on-policy distillation needs the teacher's log-probs of the student's tokens, "
-            "computed in process: set teacher.model (and teacher.adapter), not teacher.base_url"
+        if teacher.model is not None or teacher.adapter is not None:
+            raise ValueError(
+                "set either teacher.base_url (a served teacher) or teacher.model / "
+                "teacher.adapter (one computed in process), not both"
+            )
+        from burnish.rollout.openai_sampler import OpenAISampler
+
+        return OpenAISampler(
+            teacher.base_url,
+            teacher.served_model,
+            teacher.api_key_env,
+            max_concurrency=teacher.concurrency,
         )
     model, teacher_tok = load_model(
         teacher.model or student.name,
@@ -63,14 +76,28 @@ def teacher_logprobs(teacher: Any, batch: TrainBatch, micro_batch_size: int) -> 
     return out_B_T
 
 
-def distill_batch(
+async def served_teacher_logprobs(teacher: Any, batch: TrainBatch) -> torch.Tensor:
+    """`teacher_logprobs` from a served teacher (an `OpenAISampler`): one prompt-log-prob
+    request per row."""
+    B, T = batch.tokens_B_T.shape
+    rows = [batch.tokens_B_T[i, :n].tolist() for i, n in enumerate(batch.lengths_B.tolist())]
+    out_B_T = torch.zeros(B, T)
+    for i, row in enumerate(await teacher.prompt_logprobs(rows)):
+        out_B_T[i, : len(row)] = torch.tensor(row)
+    return out_B_T
+
+
+async def distill_batch(
     teacher: Any, batch: TrainBatch, settings: DistillSettings
 ) -> tuple[TrainBatch, dict[str, float]]:
     """The batch with per-token advantages from the teacher, and `distill/*` metrics:
     `distill/reverse_kl` (mean over sampled tokens of log π_θ − log π_T, the sampled-token
     estimate) and `distill/teacher_tokens` (tokens the teacher scored)."""
     mask_B_T = batch.mask_B_T.bool()
-    teacher_B_T = teacher_logprobs(teacher, batch, settings.micro_batch_size)
+    if hasattr(teacher, "prompt_logprobs"):  # a served teacher
+        teacher_B_T = await served_teacher_logprobs(teacher, batch)
+    else:
+        teacher_B_T = teacher_logprobs(teacher, batch, settings.micro_batch_size)
     adv_B_T = distill_advantages(batch.sampler_logp_B_T, teacher_B_T, mask_B_T)
     mixed_B_T = mix_advantages(batch.advantages_B, adv_B_T, settings.coef)
     metrics = {
