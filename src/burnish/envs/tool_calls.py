@@ -66,20 +66,7 @@ class HermesToolParser:
             except json.JSONDecodeError as e:
                 calls.append(_invalid(raw, f"invalid JSON: {e.msg}", i))
                 continue
-            args = obj.get("arguments", {}) if isinstance(obj, dict) else None
-            if isinstance(args, str):  # some models write the arguments as a JSON string
-                try:
-                    args = json.loads(args)
-                except json.JSONDecodeError:
-                    args = None
-            if (
-                not isinstance(obj, dict)
-                or not isinstance(obj.get("name"), str)
-                or not isinstance(args, dict)
-            ):
-                calls.append(_invalid(raw, 'expected {"name": str, "arguments": {...}}', i))
-                continue
-            calls.append(ToolCall(name=obj["name"], arguments=args, id=f"call_{i}"))
+            calls.append(_json_call(obj, ("arguments",), raw, i))
         return tuple(calls)
 
     def format(self, calls: tuple[ToolCall, ...]) -> str:
