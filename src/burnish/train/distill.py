@@ -28,6 +28,7 @@ from burnish.rollout.episode import run_episodes
 from burnish.scoring import EnvScorer, ScorerSpec
 from burnish.train.setup import build_env, build_scorers
 from burnish.train.sft import sft_async
+from burnish.train.teacher import local_teacher, served_teacher
 from burnish.types import Message, Task, Trajectory
 
 DATA_FILE = "distill_data.jsonl"
@@ -39,24 +40,15 @@ def distill(config: RunConfig) -> dict[str, Any]:
 
 
 def _teacher_sampler(config: RunConfig):
-    t = config.teacher
-    if t.base_url is not None:
-        from burnish.rollout.openai_sampler import OpenAISampler
-
-        return OpenAISampler(
-            t.base_url, t.served_model, t.api_key_env, max_concurrency=t.concurrency
-        ), None
-    from burnish.models import load_model, set_threads
-    from burnish.models.lora import load_adapter
+    """What samples the teacher's answers, and the teacher's tokenizer (None when served)."""
+    if config.teacher.base_url is not None:
+        return served_teacher(config.teacher), None
+    from burnish.models import set_threads
     from burnish.rollout import LocalSampler
 
     set_threads(config.model.threads)
-    model, tokenizer = load_model(
-        t.model or config.model.name, dtype=config.model.dtype, device=config.model.device
-    )
-    if t.adapter is not None:
-        model = load_adapter(model, t.adapter)
-    return LocalSampler(model.eval(), tokenizer, seed=config.train.seed), tokenizer
+    model, tokenizer = local_teacher(config.teacher, config.model)
+    return LocalSampler(model, tokenizer, seed=config.train.seed), tokenizer
 
 
 def _judge_specs(scorers: list[ScorerSpec], mode: str) -> list[ScorerSpec]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from burnish.algorithms import LossConfig
+from burnish.algorithms.losses import SUM_NORM
 from burnish.config import RunConfig
 from burnish.judges.metrics import health_summary
 from burnish.train.checkpoint import list_checkpoints
@@ -76,7 +77,7 @@ def loss_advice(loss: LossConfig, metrics: Mapping[str, float]) -> list[str]:
     cfg, out = loss.resolved(), []
     mean_len = metrics.get("length/mean")
     norm = cfg.max_completion_len
-    if cfg.aggregation == "seq-mean-token-sum-norm" and mean_len and norm and norm > 8 * mean_len:
+    if cfg.aggregation == SUM_NORM and mean_len and norm and norm > 8 * mean_len:
         out.append(
             f"{cfg.name} divides each sequence's loss by max_completion_len = {norm} sampled "
             f"tokens while rollouts sample {mean_len:.1f} on average: the gradient is about "

@@ -117,10 +117,8 @@ async def train_async(
             run.teacher = load_teacher(config.teacher, config.model, run.tokenizer)
             run.method = "opd"
         return await _train(run, on_step, t0)
-    finally:  # a failed run keeps its store readable and its sinks flushed
-        run.store.close()
-        for sink in run.sinks:
-            sink.close()
+    finally:
+        close_run(run)
 
 
 async def _train(run: Run, on_step: OnStep | None, t0: float) -> dict[str, Any]:
@@ -143,28 +141,56 @@ async def _train(run: Run, on_step: OnStep | None, t0: float) -> dict[str, Any]:
                 "monitor alert at step %d: %s on %s: %s", step, a.rule, a.signal, a.evidence
             )
         metrics.update({"time/step": time.time() - ts, "lr": run.scheduler.get_last_lr()[0]})
-        every = run.plan.eval.every
-        if every and (step + 1) % every == 0 and step + 1 < config.train.steps:
-            for env_name, m in (await run_eval(run, step + 1)).items():
-                metrics.update(
-                    {f"eval/{env_name}/{k}": v for k, v in m.items() if isinstance(v, float)}
-                )
-        run.store.log_step(step, metrics, groups, report.alerts, report.flagged)
-        for sink in run.sinks:
-            sink.log(step, metrics)
-        if on_step is not None:
-            on_step(step, metrics)
+        metrics.update(await due_evals(run, step))
+        publish(run, step, metrics, on_step, groups, report.alerts, report.flagged)
         if report.stop or (step + 1) % config.train.checkpoint_every == 0 or report.checkpoint:
             saved = checkpoint(run, step + 1)
         if report.stop:
             break
         watch.observe(step, metrics)  # raises after too many steps with nothing scorable
+    return await end_run(run, saved, t0)
+
+
+async def due_evals(run: Run, step: int) -> dict[str, float]:
+    """`eval/<env>/<metric>` of the test evaluation after `step` when one is due (every
+    `eval.every` steps, except after the last step: `finish_run` evaluates that one)."""
+    every, after = run.plan.eval.every, step + 1
+    if not every or after % every or after >= run.config.train.steps:
+        return {}
+    evals = await run_eval(run, after)
+    return {
+        f"eval/{env}/{k}": v
+        for env, m in evals.items()
+        for k, v in m.items()
+        if isinstance(v, float)
+    }
+
+
+def publish(run: Run, step: int, metrics, on_step, groups=(), alerts=(), flagged=()) -> None:
+    """One step's record to the store (one transaction), the sinks and the `on_step` callback."""
+    run.store.log_step(step, metrics, groups, alerts, flagged)
+    for sink in run.sinks:
+        sink.log(step, metrics)
+    if on_step is not None:
+        on_step(step, metrics)
+
+
+async def end_run(run: Run, saved: int, t0: float) -> dict[str, Any]:
+    """After the last step: its checkpoint (unless `saved` already holds it), the trained
+    weights in the run directory, the final evaluation and the summary."""
     last = run.store.last_step()
     done = 0 if last is None else last + 1
-    if done and saved != done:  # the last steps are always saved
+    if done and saved != done:
         checkpoint(run, done)
     export_weights(run.run_dir, run.policy, run.tokenizer)
     return await finish_run(run, t0)
+
+
+def close_run(run: Run) -> None:
+    """Close the store and the sinks (a failed run too: its store stays readable)."""
+    run.store.close()
+    for sink in run.sinks:
+        sink.close()
 
 
 async def rl_step(run: Run, step: int) -> tuple[list[Group], dict[str, float]]:

@@ -21,9 +21,8 @@ import torch
 from burnish.algorithms import aggregate
 from burnish.config import RunConfig, SftConfig
 from burnish.models.packed import packed_logprobs
-from burnish.train.evaluation import finish_run, run_eval
-from burnish.train.export import export_weights
-from burnish.train.loop import Run, checkpoint, start_run
+from burnish.train.evaluation import run_eval
+from burnish.train.loop import Run, checkpoint, close_run, due_evals, end_run, publish, start_run
 from burnish.train.sft_data import (
     PackedRows,
     batch_indices,
@@ -79,9 +78,7 @@ async def sft_async(
         encoded = [encode_chat(run.tokenizer, m) for m in data]
         return await _sft(run, encoded, on_step, t0)
     finally:
-        run.store.close()
-        for sink in run.sinks:
-            sink.close()
+        close_run(run)
 
 
 async def _sft(run: Run, encoded, on_step: OnStep | None, t0: float) -> dict[str, Any]:
@@ -109,24 +106,11 @@ async def _sft(run: Run, encoded, on_step: OnStep | None, t0: float) -> dict[str
                 "lr": run.scheduler.get_last_lr()[0],
             }
         )
-        every = run.plan.eval.every
-        if every and (step + 1) % every == 0 and step + 1 < config.train.steps:
-            for env_name, m in (await run_eval(run, step + 1)).items():
-                metrics.update(
-                    {f"eval/{env_name}/{k}": v for k, v in m.items() if isinstance(v, float)}
-                )
-        run.store.log_step(step, metrics)
-        for sink in run.sinks:
-            sink.log(step, metrics)
-        if on_step is not None:
-            on_step(step, metrics)
+        metrics.update(await due_evals(run, step))
+        publish(run, step, metrics, on_step)
         if (step + 1) % config.train.checkpoint_every == 0:
             saved = checkpoint(run, step + 1)
-    done = (run.store.last_step() or 0) + 1
-    if saved != done:
-        checkpoint(run, done)
-    export_weights(run.run_dir, run.policy, run.tokenizer)
-    return await finish_run(run, t0)
+    return await end_run(run, saved, t0)
 
 
 def sft_update(

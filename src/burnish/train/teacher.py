@@ -34,31 +34,43 @@ def load_teacher(teacher: TeacherConfig, student: ModelConfig, tokenizer: Any) -
                 "set either teacher.base_url (a served teacher) or teacher.model / "
                 "teacher.adapter (one computed in process), not both"
             )
-        from burnish.rollout.openai_sampler import OpenAISampler
-
-        return OpenAISampler(
-            teacher.base_url,
-            teacher.served_model,
-            teacher.api_key_env,
-            max_concurrency=teacher.concurrency,
-        )
-    model, teacher_tok = load_model(
-        teacher.model or student.name,
-        dtype=student.dtype,
-        device=student.device,
-        trust_remote_code=student.trust_remote_code,
-    )
+        return served_teacher(teacher)
+    model, teacher_tok = local_teacher(teacher, student)
     if teacher_tok.get_vocab() != tokenizer.get_vocab():
         raise ValueError(
             f"the teacher {teacher.model or student.name!r} has another vocabulary than the "
             "student: per-token distillation needs one tokenizer"
         )
+    return model
+
+
+def served_teacher(teacher: TeacherConfig):
+    """An `OpenAISampler` on the teacher served at `teacher.base_url`."""
+    from burnish.rollout.openai_sampler import OpenAISampler
+
+    return OpenAISampler(
+        teacher.base_url,
+        teacher.served_model,
+        teacher.api_key_env,
+        max_concurrency=teacher.concurrency,
+    )
+
+
+def local_teacher(teacher: TeacherConfig, student: ModelConfig) -> tuple[Any, Any]:
+    """The in-process teacher (`teacher.model`, default the student's base, plus its adapter)
+    and its tokenizer, in eval mode with every parameter frozen."""
+    model, tok = load_model(
+        teacher.model or student.name,
+        dtype=student.dtype,
+        device=student.device,
+        trust_remote_code=student.trust_remote_code,
+    )
     if teacher.adapter is not None:
         model = load_adapter(model, teacher.adapter)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return model
+    return model, tok
 
 
 @torch.no_grad()
