@@ -285,9 +285,30 @@ def init_env(
 
 @app.command("eval")
 def eval_cmd(
-    model: str = typer.Option(..., "--model", help="Model: hub id, local path or burnish-tiny."),
-    adapter: str | None = typer.Option(None, "--adapter", help="Saved LoRA adapter directory."),
     env: str = typer.Option(..., "--env", help="Environment name."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Model: hub id, local path or burnish-tiny (with --base-url: "
+        "where the tokenizer comes from; default the served model's name).",
+    ),
+    adapter: str | None = typer.Option(
+        None,
+        "--adapter",
+        help="Saved LoRA adapter directory (with --base-url: a served adapter's name).",
+    ),
+    base_url: str | None = typer.Option(
+        None,
+        "--base-url",
+        help="Evaluate a model served behind an OpenAI-compatible API "
+        "(vLLM, burnish serve), e.g. http://127.0.0.1:8000/v1.",
+    ),
+    served_model: str | None = typer.Option(
+        None, "--served-model", help="The served base model's name (with --base-url)."
+    ),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="Environment variable holding the server's API key."
+    ),
     samples: int = typer.Option(8, "--samples", help="Samples per task (K of pass@K)."),
     n: int = typer.Option(100, "--n", help="Tasks to evaluate."),
     split: str = typer.Option("test", help="Task split."),
@@ -304,14 +325,26 @@ def eval_cmd(
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in the middle of the output
     from burnish.envs.registry import UnknownEnvironmentError
-    from burnish.eval.evaluate import evaluate_model, format_table
+    from burnish.eval.evaluate import evaluate_model, evaluate_served, format_table
+    from burnish.rollout.openai_sampler import SamplerError
 
+    common = dict(
+        samples=samples, n_tasks=n, split=split, temperature=temperature,
+        max_new_tokens=max_new_tokens, seed=seed,
+    )  # fmt: skip
     try:
-        result = evaluate_model(
-            model, env, adapter_dir=adapter, threads=threads, samples=samples, n_tasks=n,
-            split=split, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
-        )  # fmt: skip
-    except (UnknownEnvironmentError, ValueError, FileNotFoundError) as e:
+        if base_url is not None:
+            if not served_model:
+                raise ValueError("--base-url needs --served-model, the served base model's name")
+            result = evaluate_served(
+                base_url, served_model, env, tokenizer_from=model, adapter=adapter,
+                api_key_env=api_key_env, **common,
+            )  # fmt: skip
+        elif model is None:
+            raise ValueError("give --model (a local evaluation) or --base-url and --served-model")
+        else:
+            result = evaluate_model(model, env, adapter_dir=adapter, threads=threads, **common)
+    except (UnknownEnvironmentError, ValueError, FileNotFoundError, SamplerError) as e:
         _fail(str(e))
     typer.echo(format_table(result))
     if as_json:

@@ -1,7 +1,7 @@
 """The configuration of a run: typed, grouped, documented once.
 
 A run is described by a TOML file whose tables match the models below (`[model]`, `[lora]`,
-`[env]`, `[algorithm]`, `[rollout]`, `[train]`, `[eval]`, `[log]`, `[[judges]]`,
+`[env]`, `[algorithm]`, `[rollout]`, `[sampler]`, `[train]`, `[eval]`, `[log]`, `[[judges]]`,
 `[monitors]`). `--set a.b=c` overrides any field. The resolved configuration is saved as
 `config.toml` in the run directory. A bad file or field raises `ConfigError` naming the field,
 the bad value and what is allowed.
@@ -172,6 +172,12 @@ class AlgorithmConfig(_Section):
     """Soft overlong punishment (DAPO) over the last `overlong_cache` tokens of the budget."""
     mask_truncated: bool = False
     """Overlong filtering: no loss on completions cut off by the token budget."""
+    tis: Literal["none", "token", "sequence"] = "none"
+    """Truncated importance sampling against the sampler/trainer mismatch (docs/algorithms.md
+    §17): weight each token's policy-gradient term by min(π_old / π_sampler, `tis_cap`), per
+    token or with one weight per sequence. For server-sampled rollouts (`[sampler]`)."""
+    tis_cap: float = Field(default=2.0, ge=1)
+    """The cap C of the truncated importance weight."""
 
     @field_validator("loss")
     @classmethod
@@ -193,6 +199,31 @@ class RolloutConfig(_Section):
     top_p: float = Field(default=1.0, gt=0, le=1)
     top_k: int = Field(default=0, ge=0)
     concurrency: int = Field(default=256, ge=1)
+
+
+class SamplerConfig(_Section):
+    kind: Literal["local", "openai"] = "local"
+    """Where rollouts and in-loop evaluations are sampled: "local" (the policy in this process)
+    or "openai" (an OpenAI-compatible server with vLLM's API: vLLM or `burnish serve`, started
+    with LoRA enabled and `VLLM_ALLOW_RUNTIME_LORA_UPDATING=1`; docs/engines.md)."""
+    base_url: str = "http://127.0.0.1:8000/v1"
+    """The server's root, including `/v1`."""
+    model: str | None = None
+    """The server's base model name (its `--served-model-name`; required with kind "openai")."""
+    api_key_env: str | None = None
+    """Environment variable holding the server's API key (None: none sent)."""
+    adapter_dir: str | None = None
+    """Where each step's adapter is written for the server to read (None: RUN_DIR/served)."""
+    max_lora_rank: int = Field(default=16, ge=1)
+    """The server's `--max-lora-rank` (vLLM's default 16); `lora.rank` is checked against it."""
+    timeout: float = Field(default=600.0, gt=0)
+    """Seconds per request."""
+    max_concurrency: int = Field(default=64, ge=1)
+    """Requests in flight at once."""
+    max_retries: int = Field(default=4, ge=0)
+    """Retries of a request that failed with a server error (5xx) or a connection error."""
+    retry_backoff: float = Field(default=1.0, gt=0)
+    """Seconds before the first retry; doubles each time."""
 
 
 class TrainConfig(_Section):
@@ -338,6 +369,8 @@ class RunConfig(_Section):
     """How the environment's programmatic score is used (reward, or held-out monitor)."""
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    """Where rollouts are sampled (in process, or an OpenAI-compatible server)."""
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     log: LogConfig = Field(default_factory=LogConfig)
@@ -354,6 +387,30 @@ class RunConfig(_Section):
         own = {e.name for e in self.env.entries()}
         if clash := sorted(own & set(self.eval.retention)):
             raise ValueError(f"eval.retention names the run's own environment(s) {clash}")
+        return self
+
+    @model_validator(mode="after")
+    def _served_policy(self) -> RunConfig:
+        s = self.sampler
+        if s.kind != "openai":
+            return self
+        if not s.model:
+            raise ValueError(
+                "sampler.kind = 'openai' needs sampler.model, the server's base model name "
+                "(what GET /v1/models lists without a parent)"
+            )
+        if not self.lora.enabled:
+            raise ValueError(
+                "sampler.kind = 'openai' trains a LoRA adapter and loads it into the server "
+                "after every step; set lora.enabled = true (full fine-tuning cannot be synced)"
+            )
+        if self.lora.rank > s.max_lora_rank:
+            raise ValueError(
+                f"lora.rank {self.lora.rank} exceeds sampler.max_lora_rank {s.max_lora_rank}, "
+                "the server's --max-lora-rank (vLLM answers 500 to such an adapter): lower "
+                "lora.rank, or start the server with a larger --max-lora-rank and set "
+                "sampler.max_lora_rank to it"
+            )
         return self
 
 

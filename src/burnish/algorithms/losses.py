@@ -79,11 +79,14 @@ __all__ = [
     "gspo_token_loss",
     "policy_loss",
     "ppo_clip_loss",
+    "tis_weights",
 ]
 
 SEQ_MEAN_TOKEN_MEAN = "seq-mean-token-mean"
 TOKEN_MEAN = "token-mean"
 SUM_NORM = "seq-mean-token-sum-norm"
+TIS_LEVELS = ("none", "token", "sequence")
+"""Levels of the truncated importance-sampling correction (`LossConfig.tis`)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,13 @@ class LossConfig:
     entropy_gate_quantile: float | None = None
     """High-entropy gate ("80/20"): train only on tokens whose entropy is at least this quantile of
     the step's valid-token entropies; 0.8 keeps the top 20% (needs ``entropy``)."""
+    tis: str = "none"
+    """Truncated importance sampling against the sampler/trainer mismatch (§17): ``none``,
+    ``token`` (each token's policy term times ``min(π_old / π_sampler, tis_cap)``) or
+    ``sequence`` (one weight per sequence, ``min(Π_t π_old / π_sampler, tis_cap)``); needs
+    ``sampler_logp``."""
+    tis_cap: float = 2.0
+    """The cap C of the truncated importance weight (``>= 1``)."""
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
@@ -173,6 +183,10 @@ class LossConfig:
         q = self.entropy_gate_quantile
         if q is not None and not 0 < q < 1:
             raise ValueError(f"entropy_gate_quantile must be in the open interval (0, 1); got {q}")
+        if self.tis not in TIS_LEVELS:
+            raise ValueError(f"unknown tis {self.tis!r}; allowed: {list(TIS_LEVELS)}")
+        if not self.tis_cap >= 1:
+            raise ValueError(f"tis_cap must be >= 1; got {self.tis_cap}")
 
     def resolved(self) -> LossConfig:
         """A copy with ``eps_low``, ``eps_high`` and ``aggregation`` set to concrete values."""
@@ -387,6 +401,21 @@ def _gated(token_loss_B_T, entropy, mask, cfg, threshold, metrics) -> Tensor:
     return torch.where(gate_B_T, token_loss_B_T, torch.zeros_like(token_loss_B_T))
 
 
+def tis_weights(
+    old_logp_B_T: Tensor, sampler_logp_B_T: Tensor, mask_B_T: Tensor, level: str, cap: float
+) -> Tensor:
+    """Truncated importance weights ``[B, T]`` of the sampler's tokens (§17), no gradient.
+
+    ``token``: ``w_t = min(π_old(y_t) / π_sampler(y_t), C)``; ``sequence``: one weight per row,
+    ``min(exp(Σ_t log π_old − log π_sampler), C)`` over its valid tokens. Padding gets 0.
+    """
+    log_r = torch.where(mask_B_T, old_logp_B_T.detach() - sampler_logp_B_T, 0.0)
+    if level == "sequence":
+        log_r = masked_sum(log_r, mask_B_T, dim=-1)[:, None].expand_as(log_r)
+    w = torch.exp(log_r.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)).clamp(max=cap)
+    return torch.where(mask_B_T, w, 0.0)
+
+
 def _kl_and_bonus(cfg, logp, old_logp, ref_logp, entropy, mask, agg, metrics):
     """The KL term ``β · aggregate(KL)`` and the entropy bonus ``−α · aggregate(H)`` (0-dim
     tensors, zero when off); records ``kl/mean`` and ``entropy/mean`` in ``metrics``."""
@@ -421,11 +450,13 @@ def policy_loss(
     num_tokens: float | Tensor | None = None,
     num_seqs: float | Tensor | None = None,
     entropy_threshold: float | Tensor | None = None,
+    sampler_logp: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """The loss ``L = −J`` of one (micro-)batch for the variant named in ``config``.
 
-    ``L = aggregate(gate · ℓ) + β · aggregate(KL) − α · aggregate(H)``, all aggregated with the
-    variant's mode and the same normalisers. The KL term and entropy bonus are never gated.
+    ``L = aggregate(w · gate · ℓ) + β · aggregate(KL) − α · aggregate(H)``, all aggregated with
+    the variant's mode and the same normalisers; ``w`` is the truncated importance weight when
+    ``config.tis`` is on (else 1). The KL term and entropy bonus are neither gated nor weighted.
 
     Args:
         logp: ``[B, T]`` log-probabilities of the sampled tokens under the policy (with grad).
@@ -443,14 +474,17 @@ def policy_loss(
         num_seqs: sequences of the whole optimizer step (``None``: this batch's ``B``).
         entropy_threshold: the step's gate threshold from `entropy_gate_threshold` (``None``:
             computed over this batch's valid tokens).
+        sampler_logp: ``[B, T]`` the sampler's log-probabilities of the same tokens; needed when
+            ``config.tis`` is not ``none``.
 
     Returns:
         ``(loss, metrics)``: a 0-dim tensor and plain floats ``loss/total``, ``loss/policy``,
         ``loss/kl``, ``loss/entropy_bonus`` (the terms as added to the loss), ``clip/low_frac``,
         ``clip/high_frac``, ``ratio/mean``, ``ratio/max`` (GSPO: of the sequence ratios), plus
         ``kl/mean`` when ``ref_logp`` is given, ``entropy/mean`` when ``entropy`` is given,
-        ``entropy/gate_frac`` with the gate, ``clip/dual_frac`` with dual clip and
-        ``cispo/capped_frac`` for CISPO. Means are over this batch's valid tokens, so under
+        ``entropy/gate_frac`` with the gate, ``clip/dual_frac`` with dual clip,
+        ``cispo/capped_frac`` for CISPO, and ``tis/weight_mean``, ``tis/capped_frac`` with the
+        importance-sampling correction. Means are over this batch's valid tokens, so under
         micro-batching they are per-micro-batch values; only the loss adds up.
 
     Raises:
@@ -458,8 +492,18 @@ def policy_loss(
             needs.
     """
     cfg = config.resolved()
-    check_inputs(logp, old_logp, advantages, mask, ref_logp=ref_logp, entropy=entropy)
+    check_inputs(
+        logp,
+        old_logp,
+        advantages,
+        mask,
+        ref_logp=ref_logp,
+        entropy=entropy,
+        sampler_logp=sampler_logp,
+    )
     check_needs(cfg, ref_logp, entropy)
+    if cfg.tis != "none" and sampler_logp is None:
+        raise ValueError(f"tis={cfg.tis!r} needs sampler_logp; got None")
     gated = cfg.entropy_gate_quantile is not None
     mask = mask.bool()
     logp, old_logp = zero_padding(logp, mask), zero_padding(old_logp.detach(), mask)
@@ -479,6 +523,11 @@ def policy_loss(
     )
     if gated:
         token_loss_B_T = _gated(token_loss_B_T, entropy, mask, cfg, entropy_threshold, metrics)
+    if cfg.tis != "none":
+        w_B_T = tis_weights(old_logp, zero_padding(sampler_logp, mask), mask, cfg.tis, cfg.tis_cap)
+        token_loss_B_T = w_B_T * token_loss_B_T
+        metrics["tis/weight_mean"] = masked_mean(w_B_T, mask)
+        metrics["tis/capped_frac"] = _frac(w_B_T >= cfg.tis_cap, mask)
 
     pg = agg(token_loss_B_T)
     kl_term, bonus = _kl_and_bonus(cfg, logp, old_logp, ref_logp, entropy, mask, agg, metrics)

@@ -210,3 +210,38 @@ def evaluate_model(
     if adapter_dir is not None:
         model = load_adapter(model, adapter_dir)  # active on the base model
     return evaluate(model, tokenizer, load_env(env_name), **kwargs)
+
+
+def evaluate_served(
+    base_url: str,
+    served_model: str,
+    env_name: str,
+    *,
+    tokenizer_from: str | None = None,
+    adapter: str | None = None,
+    api_key_env: str | None = None,
+    seed: int = 0,
+    **kwargs: Any,
+) -> EvalResult:
+    """Evaluate a model served behind an OpenAI-compatible API (`burnish eval --base-url`).
+
+    Prompts are rendered and tokenized here with the tokenizer of ``tokenizer_from`` (default
+    ``served_model``, a hub id or path as vLLM names its model) and sent as token ids, so the
+    episode is the one a local evaluation plays; ``adapter`` names a served LoRA adapter.
+    """
+    from burnish.models.load import load_tokenizer
+    from burnish.rollout.openai_sampler import OpenAISampler
+
+    tokenizer = load_tokenizer(tokenizer_from or served_model)
+    sampler = OpenAISampler(base_url, served_model, api_key_env, seed=seed)
+
+    async def run() -> EvalResult:
+        try:
+            return await evaluate_async(
+                None, tokenizer, load_env(env_name), sampler=sampler, adapter=adapter,
+                seed=seed, **kwargs,
+            )  # fmt: skip
+        finally:
+            await sampler.aclose()
+
+    return asyncio.run(run())

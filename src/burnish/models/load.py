@@ -20,7 +20,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from burnish.models.chat import attach_chat_format, chat_format
 
-__all__ = ["DTYPES", "TINY_NAME", "load_model", "resolve_model_path", "tiny_model_dir"]
+__all__ = [
+    "DTYPES",
+    "TINY_NAME",
+    "load_model",
+    "load_tokenizer",
+    "resolve_model_path",
+    "tiny_model_dir",
+]
 
 TINY_NAME = "burnish-tiny"
 
@@ -109,16 +116,36 @@ def load_model(
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; allowed: {sorted(DTYPES)}")
     source = resolve_model_path(name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    tokenizer = _tokenizer(source, name_or_path, trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
         source, **{_DTYPE_KWARG: DTYPES[dtype]}, trust_remote_code=trust_remote_code
     )
-    if tokenizer.pad_token_id is None:
-        if tokenizer.eos_token_id is None:
-            raise ValueError(f"tokenizer of {name_or_path!r} has neither a pad nor an EOS token")
-        tokenizer.pad_token = tokenizer.eos_token
     gen = getattr(model, "generation_config", None)
     if gen is not None and gen.pad_token_id is None:
         gen.pad_token_id = tokenizer.pad_token_id
     attach_chat_format(tokenizer, chat_format(tokenizer, gen, **(chat or {})))
     return model.to(device).eval(), tokenizer
+
+
+def load_tokenizer(
+    name_or_path: str | Path, *, trust_remote_code: bool = False, chat: dict | None = None
+) -> object:
+    """The tokenizer of a model, with its pad token and `ChatFormat` set as `load_model` sets
+    them, without loading weights (for a model served elsewhere: `burnish eval --base-url`)."""
+    source = resolve_model_path(name_or_path)
+    tokenizer = _tokenizer(source, name_or_path, trust_remote_code)
+    try:
+        gen = transformers.GenerationConfig.from_pretrained(source)
+    except OSError:  # no generation_config.json: the tokenizer's own end tokens
+        gen = None
+    attach_chat_format(tokenizer, chat_format(tokenizer, gen, **(chat or {})))
+    return tokenizer
+
+
+def _tokenizer(source: str, name: str | Path, trust_remote_code: bool) -> object:
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise ValueError(f"tokenizer of {name!r} has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

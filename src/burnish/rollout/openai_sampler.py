@@ -12,9 +12,20 @@ sampled from (after temperature and top-p/top-k), what `LocalSampler` reports. A
 without truncation the two agree.
 
 `sync(policy)` saves the policy's LoRA adapter under ``adapter_dir`` (a path the server can read)
-and registers it with ``POST /v1/load_lora_adapter`` under a new versioned name (vLLM needs
-``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``), then unloads the previous version; requests with
-``adapter=None`` go to the latest synced adapter (the base model before the first sync).
+and registers it with ``POST /v1/load_lora_adapter`` (vLLM needs
+``VLLM_ALLOW_RUNTIME_LORA_UPDATING=1``), then unloads the previous version and deletes its files;
+requests with ``adapter=None`` go to the latest synced adapter (the base model before the first
+sync). Names are ``SCOPE-SESSION-vN``: ``scope`` names the run (a training run keeps one across
+resumes), ``SESSION`` is fresh for every sampler object, so a restarted or resumed run, or a
+second run on the same server, never asks for a name the server already holds; the first sync
+also unloads whatever an earlier session of the same scope left on the server. An adapter whose
+rank exceeds ``max_lora_rank`` (the server's ``--max-lora-rank``) is refused before anything is
+sent: vLLM answers such a load with an unexplained 500.
+
+Errors: a 4xx answer is a `SamplerClientError` (a bug or a configuration error: retrying cannot
+help), raised at once; a 5xx answer, a timeout or a refused connection is retried
+``max_retries`` times with exponential backoff, then raised as a `SamplerServerError`. Both are
+infrastructure failures: they stop the run, never become a reward.
 
 `prompt_logprobs(sequences)` scores given tokens instead of sampling (the served teacher of
 on-policy distillation): one request per sequence with the ids as the prompt, ``max_tokens=1``
@@ -27,7 +38,13 @@ dict keyed by token id (a string in JSON) whose entry for the prompt's own token
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
+import dataclasses
 import os
+import random
+import secrets
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -39,11 +56,20 @@ from burnish.rollout.base import Completion, SamplingParams
 from burnish.rollout.local import BASE_ADAPTER
 from burnish.seeds import mix_seed
 
-__all__ = ["OpenAISampler", "SamplerServerError"]
+__all__ = ["OpenAISampler", "SamplerClientError", "SamplerError", "SamplerServerError"]
 
 
-class SamplerServerError(RuntimeError):
-    """The sampling server failed or answered something unusable (an infrastructure error)."""
+class SamplerError(RuntimeError):
+    """The sampling server could not serve a request (an infrastructure error, never a reward)."""
+
+
+class SamplerClientError(SamplerError):
+    """The server refused the request (HTTP 4xx): a bug or a configuration error; not retried."""
+
+
+class SamplerServerError(SamplerError):
+    """The server failed (HTTP 5xx, timeout, connection) after every retry, or answered
+    something unusable."""
 
 
 class OpenAISampler:
@@ -55,9 +81,17 @@ class OpenAISampler:
         api_key_env: environment variable holding the API key (none sent when unset).
         adapter_dir: where `sync` writes adapters (must be readable by the server); default a
             temporary directory.
-        policy_name: prefix of the names synced adapters are registered under.
+        scope: prefix of the names synced adapters are registered under (a training run passes
+            its run id); see the module docstring.
         timeout: seconds per HTTP request.
         max_concurrency: most requests in flight at once.
+        max_retries: retries of a request that failed with a 5xx, a timeout or a connection error.
+        retry_backoff: seconds before the first retry (doubling after each).
+        max_lora_rank: the server's ``--max-lora-rank``; `sync` refuses a larger adapter (None:
+            not checked).
+        seed: seeds the generator that gives requests without ``params.seed`` a seed, so a run
+            is repeatable on servers that honour seeds (None: such requests go unseeded).
+        transport: an ``httpx`` transport (tests).
     """
 
     def __init__(
@@ -67,9 +101,14 @@ class OpenAISampler:
         api_key_env: str | None = None,
         *,
         adapter_dir: str | Path | None = None,
-        policy_name: str = "policy",
+        scope: str = "policy",
         timeout: float = 600.0,
         max_concurrency: int = 64,
+        max_retries: int = 4,
+        retry_backoff: float = 1.0,
+        max_lora_rank: int | None = None,
+        seed: int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {}
         if api_key_env:
@@ -79,12 +118,19 @@ class OpenAISampler:
             headers["Authorization"] = f"Bearer {key}"
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.policy_name = policy_name
+        self.scope = scope
+        self.session = secrets.token_hex(3)
         self._headers = headers
         self._timeout = timeout
         self._limit = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
+        self._retries, self._backoff = max_retries, retry_backoff
+        self._max_rank = max_lora_rank
+        self._rng = None if seed is None else random.Random(seed)
+        self._transport = transport
+        self._clients: dict[int, httpx.AsyncClient] = {}
         self._adapter_dir = Path(adapter_dir or tempfile.mkdtemp(prefix="burnish-adapters-"))
         self._version = 0
+        self._cleaned = False
         self.current_adapter: str | None = None
         """Name the latest synced adapter is served under (None before the first sync)."""
 
@@ -97,24 +143,26 @@ class OpenAISampler:
         if not prompts:
             raise ValueError("sample() needs at least one prompt, got an empty list")
         model = self._served_name(adapter)
-        async with httpx.AsyncClient(timeout=self._timeout, headers=self._headers) as client:
-            per_prompt = await asyncio.gather(
-                *[self._one(client, i, list(p), params, model) for i, p in enumerate(prompts)]
-            )
+        if params.seed is None and self._rng is not None:
+            params = dataclasses.replace(params, seed=self._rng.getrandbits(62))
+        per_prompt = await asyncio.gather(
+            *[self._one(i, list(p), params, model) for i, p in enumerate(prompts)]
+        )
         return [c for cs in per_prompt for c in cs]
 
     async def sync(self, policy: Any) -> None:
         """Save the policy's adapter and make the server serve it (see the module docstring)."""
+        self._check_rank(policy)
+        if not self._cleaned:
+            await self._unload_leftovers()
         self._version += 1
-        name = f"{self.policy_name}-v{self._version}"
+        name = f"{self.scope}-{self.session}-v{self._version}"
         path = save_adapter(policy, self._adapter_dir / name)
-        async with httpx.AsyncClient(timeout=self._timeout, headers=self._headers) as client:
-            await self._post(
-                client, "/load_lora_adapter", {"lora_name": name, "lora_path": str(path)}
-            )
-            previous, self.current_adapter = self.current_adapter, name
-            if previous is not None:
-                await self._post(client, "/unload_lora_adapter", {"lora_name": previous})
+        await self._request("/load_lora_adapter", {"lora_name": name, "lora_path": str(path)})
+        previous, self.current_adapter = self.current_adapter, name
+        if previous is not None:
+            await self._request("/unload_lora_adapter", {"lora_name": previous})
+            shutil.rmtree(self._adapter_dir / previous, ignore_errors=True)
 
     async def prompt_logprobs(
         self, sequences: list[list[int]], adapter: str | None = None
@@ -124,12 +172,29 @@ class OpenAISampler:
         if not sequences or any(len(s) < 2 for s in sequences):
             raise ValueError("prompt_logprobs() needs sequences of at least 2 tokens")
         model = self._served_name(adapter)
-        async with httpx.AsyncClient(timeout=self._timeout, headers=self._headers) as client:
-            return list(
-                await asyncio.gather(
-                    *[self._scored(client, i, list(s), model) for i, s in enumerate(sequences)]
-                )
+        return list(
+            await asyncio.gather(
+                *[self._scored(i, list(s), model) for i, s in enumerate(sequences)]
             )
+        )
+
+    def fork(self, seed: int) -> OpenAISampler:
+        """A sampler on the same server and the adapter served now, whose unseeded requests
+        take seeds from ``seed`` (an evaluation's own repeatable stream)."""
+        other = copy.copy(self)
+        other._rng = random.Random(seed)
+        return other
+
+    async def models(self) -> list[dict[str, Any]]:
+        """The server's ``GET /v1/models`` list."""
+        response = await self._request("/models", None)
+        return list(response.json().get("data", []))
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections (the sampler reopens them if used again)."""
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.aclose()
 
     # ---- requests ---------------------------------------------------------------------------
 
@@ -137,6 +202,37 @@ class OpenAISampler:
         if adapter is None:
             return self.current_adapter or self.model
         return self.model if adapter == BASE_ADAPTER else adapter
+
+    def _check_rank(self, policy: Any) -> None:
+        config = getattr(policy, "peft_config", {}).get(getattr(policy, "active_adapter", None))
+        rank = getattr(config, "r", None)
+        if self._max_rank is not None and rank is not None and rank > self._max_rank:
+            raise SamplerClientError(
+                f"the adapter's LoRA rank {rank} exceeds the server's --max-lora-rank "
+                f"{self._max_rank} (vLLM answers 500 to it): lower lora.rank or restart the "
+                "server with a larger --max-lora-rank"
+            )
+
+    async def _unload_leftovers(self) -> None:
+        """Unload adapters an earlier session of this scope left on the server."""
+        self._cleaned = True
+        prefix = f"{self.scope}-"
+        for entry in await self.models():
+            name = str(entry.get("id", ""))
+            if name.startswith(prefix) and not name.startswith(f"{prefix}{self.session}-"):
+                with contextlib.suppress(SamplerClientError):  # already gone
+                    await self._request("/unload_lora_adapter", {"lora_name": name})
+
+    def _client(self) -> httpx.AsyncClient:
+        """One connection pool per event loop (a pool cannot be shared across loops)."""
+        key = id(asyncio.get_running_loop())
+        client = self._clients.get(key)
+        if client is None or client.is_closed:
+            client = httpx.AsyncClient(
+                timeout=self._timeout, headers=self._headers, transport=self._transport
+            )
+            self._clients = {key: client}  # a finished loop's pool is dropped
+        return client
 
     def _body(self, prompt: list[int], index: int, params: SamplingParams, model: str) -> dict:
         body: dict[str, Any] = {
@@ -162,33 +258,39 @@ class OpenAISampler:
             body["seed"] = mix_seed(params.seed, index) % (2**31)
         return body
 
-    async def _post(self, client: httpx.AsyncClient, route: str, body: dict) -> httpx.Response:
+    async def _request(self, route: str, body: dict | None) -> httpx.Response:
+        """POST ``body`` (GET when None) to ``route``, retrying server and connection errors."""
         url = self.base_url + route
-        try:
-            if self._limit is None:
-                response = await client.post(url, json=body)
+        for attempt in range(self._retries + 1):
+            try:
+                response = await self._send(url, body)
+            except httpx.HTTPError as e:
+                error = SamplerServerError(f"request to {url} failed: {e!r}")
             else:
-                async with self._limit:
-                    response = await client.post(url, json=body)
-        except httpx.HTTPError as e:
-            raise SamplerServerError(f"request to {url} failed: {e!r}") from e
-        if response.status_code != 200:
-            raise SamplerServerError(
-                f"{url} answered HTTP {response.status_code}: {response.text[:500]}"
-            )
-        return response
+                if response.status_code == 200:
+                    return response
+                what = f"{url} answered HTTP {response.status_code}: {response.text[:500]}"
+                if 400 <= response.status_code < 500:
+                    raise SamplerClientError(what)
+                error = SamplerServerError(what)
+            if attempt == self._retries:
+                break
+            await asyncio.sleep(self._backoff * 2**attempt)
+        if self._retries:
+            error.args = (f"{error.args[0]} (after {self._retries} retries)",)
+        raise error
+
+    async def _send(self, url: str, body: dict | None) -> httpx.Response:
+        client = self._client()
+        if self._limit is None:
+            return await (client.get(url) if body is None else client.post(url, json=body))
+        async with self._limit:
+            return await (client.get(url) if body is None else client.post(url, json=body))
 
     async def _one(
-        self,
-        client: httpx.AsyncClient,
-        index: int,
-        prompt: list[int],
-        params: SamplingParams,
-        model: str,
+        self, index: int, prompt: list[int], params: SamplingParams, model: str
     ) -> list[Completion]:
-        response = await self._post(
-            client, "/completions", self._body(prompt, index, params, model)
-        )
+        response = await self._request("/completions", self._body(prompt, index, params, model))
         choices = sorted(response.json().get("choices", []), key=lambda c: c.get("index", 0))
         if len(choices) != params.n:
             raise SamplerServerError(
@@ -196,9 +298,7 @@ class OpenAISampler:
             )
         return [_completion(index, c) for c in choices]
 
-    async def _scored(
-        self, client: httpx.AsyncClient, index: int, tokens: list[int], model: str
-    ) -> list[float]:
+    async def _scored(self, index: int, tokens: list[int], model: str) -> list[float]:
         body = {
             "model": model,
             "prompt": tokens,
@@ -206,7 +306,7 @@ class OpenAISampler:
             "temperature": 1.0,
             "prompt_logprobs": 0,
         }
-        response = await self._post(client, "/completions", body)
+        response = await self._request("/completions", body)
         choices = response.json().get("choices") or [{}]
         return _prompt_logprobs(index, tokens, choices[0], self.base_url)
 

@@ -1,5 +1,6 @@
 """The evaluations of a run (RL, on-policy distillation, SFT): before training, at every eval
-point, after; and the run's `summary.json`.
+point, after; and the run's `summary.json`. A run that samples on a server (`[sampler]`)
+evaluates there too, with the evaluation's own seed stream.
 
 Each eval point evaluates the new task's environments on their test split and, through the
 run's `ForgettingProbe`, the retention skills and the KL to the base policy
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from burnish.eval import evaluate_async
 from burnish.report import write_report
+from burnish.train.engines import eval_sampler
 from burnish.train.forgetting import forgetting_summary
 
 if TYPE_CHECKING:
@@ -34,13 +36,22 @@ async def run_eval(run: Run, step: int) -> dict[str, Any]:
             temperature=settings.temperature,
             seed=settings.seed,
             max_new_tokens=settings.max_new_tokens,
+            sampler=eval_sampler(run.sampler, settings.seed),
             **settings.budget.kwargs(),
         )
         metrics = res.to_dict()
         run.store.log_eval(step, env.name, metrics)
         out[env.name] = metrics
     if run.probe is not None:
-        await run.probe.measure(run.policy, run.tokenizer, run.eval_envs, settings, run.store, step)
+        await run.probe.measure(
+            run.policy,
+            run.tokenizer,
+            run.eval_envs,
+            settings,
+            run.store,
+            step,
+            sampler=eval_sampler(run.sampler, settings.seed),
+        )
     return out
 
 

@@ -43,10 +43,18 @@ class ForgettingProbe:
         return cls(settings, [load_env(n) for n in settings.retention], base)
 
     async def measure(
-        self, policy: Any, tokenizer: Any, new_envs: list[Any], ev: EvalSettings, store, step: int
+        self,
+        policy: Any,
+        tokenizer: Any,
+        new_envs: list[Any],
+        ev: EvalSettings,
+        store,
+        step: int,
+        sampler: Any | None = None,
     ) -> dict[str, Any]:
-        """Evaluate the retention skills and the KL to base; log them at `step`; return them as
-        ``{"retention/ENV": metrics, "kl/base": {...}}``."""
+        """Evaluate the retention skills (through `sampler` when given: a served run's) and the
+        KL to base (always in process: it needs both policies' log-probs); log them at `step`;
+        return them as ``{"retention/ENV": metrics, "kl/base": {...}}``."""
         s, out = self.settings, {}
         context = getattr(getattr(policy, "config", None), "max_position_embeddings", None)
         limit = {"max_tokens": int(context)} if context else {}  # a skill's episode must fit
@@ -61,6 +69,7 @@ class ForgettingProbe:
                 temperature=ev.temperature,
                 seed=ev.seed,
                 max_new_tokens=s.retention_max_new_tokens,
+                sampler=sampler,
                 **limit,
             )
             out[RETENTION_PREFIX + env.name] = res.to_dict()

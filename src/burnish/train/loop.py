@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from burnish.config import RunConfig, save_config
-from burnish.rollout import LocalSampler
+from burnish.rollout import Sampler
 from burnish.rollout.pack import pack
 from burnish.scoring import ScorerSpec
 from burnish.store import RunStore
@@ -35,6 +35,7 @@ from burnish.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from burnish.train.engines import build_sampler, close_sampler
 from burnish.train.evaluation import finish_run, run_eval
 from burnish.train.export import export_weights
 from burnish.train.forgetting import ForgettingProbe
@@ -90,7 +91,8 @@ class Run:
     scorers: list[ScorerSpec]
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    sampler: LocalSampler
+    sampler: Sampler
+    """Samples rollouts and in-loop evaluations (`burnish.train.engines`)."""
     tasks: TaskCursor
     monitor: RunMonitor
     sinks: list[Any]
@@ -118,12 +120,14 @@ async def train_async(
             run.method = "opd"
         return await _train(run, on_step, t0)
     finally:
+        await close_sampler(run.sampler)
         close_run(run)
 
 
 async def _train(run: Run, on_step: OnStep | None, t0: float) -> dict[str, Any]:
     """The steps of a started run, then its final checkpoint, weights and summary."""
     config = run.config
+    await run.sampler.sync(run.policy)  # a server serves the policy as it starts (or resumes)
     if run.before is None:
         run.before = await run_eval(run, step=0)
     watch, advised, saved = ScorableWatch(config.train.max_unscorable_steps), False, run.start
@@ -221,9 +225,9 @@ async def rl_step(run: Run, step: int) -> tuple[list[Group], dict[str, float]]:
             train_on_batch(run.policy, batch, run.plan.loss, run.optimizer, run.plan.step)
         )
         run.scheduler.step()
+        await run.sampler.sync(run.policy)  # a server: write the adapter and load it
     else:  # nothing informative this step: no update
         metrics["train/skipped"] = 1.0
-    await run.sampler.sync(run.policy)
     return groups, metrics
 
 
@@ -256,7 +260,7 @@ def start_run(config: RunConfig, resume: bool) -> Run:
         scorers=scorers,
         optimizer=optimizer,
         scheduler=scheduler,
-        sampler=LocalSampler(policy, tokenizer),
+        sampler=build_sampler(config, policy, tokenizer, run_dir),
         tasks=TaskCursor(env, seed=config.train.seed),
         monitor=RunMonitor(config.monitors, scorers),
         sinks=build_sinks(config),

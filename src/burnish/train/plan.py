@@ -151,6 +151,8 @@ class RunPlan:
                 dual_clip=a.dual_clip,
                 entropy_coef=a.entropy_coef,
                 entropy_gate_quantile=a.entropy_gate_quantile,
+                tis=a.tis,
+                tis_cap=a.tis_cap,
             ),
             step=StepSettings(
                 micro_batch_size=t.micro_batch_size,

@@ -71,6 +71,12 @@ async def sft_async(
     t0 = time.time()
     if config.sft is None:  # the run's config.toml records the settings used
         config = config.model_copy(update={"sft": SftConfig()})
+    if config.sampler.kind != "local":
+        raise ValueError(
+            f"sampler.kind = {config.sampler.kind!r} applies to `burnish train` (rollouts on a "
+            f"server); `burnish {method}` trains and evaluates in process: set sampler.kind = "
+            "'local'"
+        )
     run = start_run(config, resume)
     run.method = method
     try:

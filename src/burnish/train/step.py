@@ -155,6 +155,9 @@ def train_on_batch(
                     num_tokens=n_tokens,
                     num_seqs=len(rows),
                     entropy_threshold=threshold,
+                    sampler_logp=(
+                        batch.sampler_logp_B_T[idx, :T] if loss_config.tis != "none" else None
+                    ),
                 )
                 loss.backward()
                 step_loss += float(loss.detach())
