@@ -153,3 +153,13 @@ def test_streamed_tool_call_arrives_whole_with_the_finish(served):
     assert call.function.name == "calculator" and call.index == 0
     assert json.loads(call.function.arguments) == {"expression": "16*68+56"}
     assert all(not c.choices[0].delta.content for c in chunks)  # the call text is not streamed
+
+
+def test_a_role_the_template_refuses_is_a_400(served):
+    r = httpx.post(
+        served.v1 + "/chat/completions",
+        json={"model": BASE, "messages": [{"role": "wizard", "content": "x"}]},
+        timeout=30,
+    )
+    assert r.status_code == 400, r.text
+    assert "unknown role wizard" in r.json()["error"]["message"]

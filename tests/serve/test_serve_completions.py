@@ -128,6 +128,11 @@ def test_echo_prepends_the_prompt_with_its_logprobs(served):
     lp = choice["logprobs"]
     assert lp["tokens"][:4] == list("5+5=") and lp["token_logprobs"][0] is None
     assert all(isinstance(x, float) for x in lp["token_logprobs"][1:]), lp["token_logprobs"]
+    only = served.client().completions.create(
+        model="a2", prompt="5+5=", max_tokens=0, echo=True, logprobs=0
+    )
+    assert only.choices[0].text == "5+5=" and only.usage.completion_tokens == 0
+    assert only.choices[0].logprobs.token_logprobs[1:] == lp["token_logprobs"][1:4]
 
 
 def test_stop_strings_and_stop_tokens_follow_vllm(served):
@@ -236,3 +241,13 @@ def test_openai_client_raises_the_matching_errors(served):
 
 def choice_dict(response) -> dict:
     return response.model_dump()["choices"][0]
+
+
+def test_ignore_eos_samples_past_the_end_of_turn(served):
+    client = served.client()
+    prompt = "<|user|>13*28+24=?<|end|><|assistant|>"  # answered with a call, then <|end|>
+    kw = {"model": BASE, "prompt": prompt, "max_tokens": 60, "temperature": 0}
+    stops = client.completions.create(**kw)
+    assert stops.choices[0].finish_reason == "stop" and stops.usage.completion_tokens < 60
+    full = client.completions.create(extra_body={"ignore_eos": True}, **kw)
+    assert full.choices[0].finish_reason == "length" and full.usage.completion_tokens == 60

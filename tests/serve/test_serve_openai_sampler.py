@@ -103,3 +103,20 @@ def test_prompt_logprobs_equal_the_models(served, reference):
                 expected, _ = sequence_logprobs(model, torch.tensor([seq]))
                 model.set_adapter(previous)
             torch.testing.assert_close(torch.tensor(lp), expected[0], atol=1e-4, rtol=0)
+
+
+def test_an_api_key_guards_the_v1_routes(server_factory, monkeypatch):
+    keyed = server_factory({}, api_key="s3cret")
+    try:
+        assert httpx.get(keyed.url + "/health").status_code == 200
+        r = httpx.get(keyed.v1 + "/models")
+        assert r.status_code == 401 and r.json() == {"error": "Unauthorized"}
+        wrong = httpx.get(keyed.v1 + "/models", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        monkeypatch.setenv("SERVE_TEST_KEY", "s3cret")
+        remote = OpenAISampler(keyed.v1, BASE, api_key_env="SERVE_TEST_KEY")
+        params = SamplingParams(max_new_tokens=4, temperature=0.0)
+        (completion,) = asyncio.run(remote.sample([[10, 11]], params))
+        assert len(completion.token_ids) >= 1
+    finally:
+        keyed.stop()

@@ -5,15 +5,18 @@ Routes: ``GET /health``, ``GET /version``, ``GET /v1/models``, ``POST /v1/comple
 ``true`` (any case) as for vLLM, ``POST /v1/load_lora_adapter`` and
 ``POST /v1/unload_lora_adapter`` (otherwise they do not exist: 404).
 
-Errors have vLLM's shape (`burnish.serve.errors`); a body that does not validate is a 400 in that
+With an API key (``--api-key`` or ``VLLM_API_KEY``), every ``/v1`` route needs
+``Authorization: Bearer <key>``, as with vLLM. Errors have vLLM's shape (`burnish.serve.errors`); a body that does not validate is a 400 in that
 shape, with vLLM's "N validation error(s)" message, not FastAPI's 422.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
+import secrets
 from collections import defaultdict
 from http import HTTPStatus
 from pathlib import Path
@@ -63,6 +66,7 @@ def build_state(
     max_model_len: int | None = None,
     threads: int | None = None,
     allow_runtime_lora: bool | None = None,
+    api_key: str | None = None,
     seed: int | None = None,
 ) -> ServerState:
     """Everything the server needs, with the command line's adapters loaded.
@@ -81,6 +85,7 @@ def build_state(
         max_model_len: context length (default the model's ``max_position_embeddings``).
         threads: torch threads of the engine's worker thread.
         allow_runtime_lora: serve the load/unload routes (default: `runtime_lora_allowed`).
+        api_key: the key every ``/v1`` request must carry (none: no authentication).
         seed: seed of the generator that seeds requests without a seed.
 
     Raises:
@@ -113,6 +118,7 @@ def build_state(
         model_root=model_name,
         max_model_len=length,
         allow_runtime_lora=allow_runtime_lora,
+        api_key=api_key or None,
         defaults=sampling_defaults(model),
     )
 
@@ -122,6 +128,8 @@ def create_app(state: ServerState) -> FastAPI:
     app = FastAPI(title="burnish serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.burnish = state
     _error_handlers(app)
+    if state.api_key:
+        _require_key(app, state.api_key)
 
     @app.get("/health")
     async def health() -> Response:
@@ -202,6 +210,21 @@ def _lora_routes(app: FastAPI, state: ServerState) -> None:
             del store.registered[name]
             await engine.call(store.drop, name)
         return Response(f"Success: LoRA adapter '{name}' removed successfully.", status_code=200)
+
+
+def _require_key(app: FastAPI, key: str) -> None:
+    """vLLM's ``--api-key``: ``/v1`` routes answer 401 ``{"error": "Unauthorized"}`` unless the
+    request carries ``Authorization: Bearer <key>`` (``/health`` and ``/version`` stay open)."""
+    expected = hashlib.sha256(key.encode()).digest()
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):
+        if request.method != "OPTIONS" and request.url.path.startswith("/v1"):
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            given = hashlib.sha256(token.encode()).digest()
+            if scheme.lower() != "bearer" or not secrets.compare_digest(given, expected):
+                return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        return await call_next(request)
 
 
 def _error_handlers(app: FastAPI) -> None:

@@ -25,8 +25,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import TemplateError
-
 from burnish.envs.tool_calls import INVALID_CALL, POSITIONAL
 from burnish.models.chat import merge_system, render
 from burnish.models.generate import RowResult
@@ -75,7 +73,7 @@ def prepare(state: ServerState, body: ChatCompletionRequest) -> _Job:
     logprobs = (body.top_logprobs or 0) if body.logprobs else 0
     sampling = state.sampling(body, max_tokens, logprobs)
     rules = TextRules(
-        state.tokenizer, state.engine.end_ids, sampling.stop_token_ids, sampling.stop,
+        state.tokenizer, state.engine.stop_ids(sampling), sampling.stop_token_ids, sampling.stop,
         body.include_stop_str_in_output, body.skip_special_tokens,
     )  # fmt: skip
     return _Job(body, body.model or state.base_name, adapter, prompt, sampling, rules, parse_tools)
@@ -113,7 +111,12 @@ def _render(state: ServerState, body: ChatCompletionRequest) -> list[int]:
         text = render(
             state.tokenizer, messages, body.add_generation_prompt, body.tools or (), kwargs
         )
-    except (TemplateError, TypeError, KeyError) as e:
+    except Exception as e:
+        # jinja2's TemplateError (a template's raise_exception) is the client's message
+        # problem, as are bad message fields; anything else is ours
+        template = any(cls.__name__ == "TemplateError" for cls in type(e).__mro__)
+        if not (template or isinstance(e, (TypeError, KeyError, ValueError))):
+            raise
         raise bad_request(f"the chat template cannot render these messages: {e}") from e
     return list(state.tokenizer.encode(text, add_special_tokens=False))
 

@@ -44,6 +44,12 @@ def serve_command(
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 or auto."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
     threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads."),
+    api_key: str | None = typer.Option(
+        None,
+        "--api-key",
+        envvar="VLLM_API_KEY",
+        help="Require 'Authorization: Bearer KEY' on /v1 routes (or set VLLM_API_KEY).",
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Seed of requests without a seed."),
 ) -> None:
     """Serve a model and LoRA adapters with vLLM's OpenAI-compatible API."""
@@ -63,15 +69,17 @@ def serve_command(
             base, tokenizer, model_name=model, served_model_name=served_model_name,
             adapters=_adapters(adapter), max_loras=max_loras, max_cpu_loras=max_cpu_loras,
             max_lora_rank=max_lora_rank, max_batch_size=max_batch_size,
-            adapter_root=adapter_root, max_model_len=max_model_len, threads=threads, seed=seed,
+            adapter_root=adapter_root, max_model_len=max_model_len, threads=threads,
+            api_key=api_key, seed=seed,
         )  # fmt: skip
     except (ServeError, ValueError, FileNotFoundError) as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from e
     runtime = "on" if state.allow_runtime_lora else "off"
+    auth = "an API key" if state.api_key else "no authentication"
     typer.echo(
         f"burnish serve: {state.base_name} with {len(state.engine.store.registered)} adapter(s) "
-        f"on http://{host}:{port}/v1 (runtime LoRA updating {runtime})",
+        f"on http://{host}:{port}/v1 (runtime LoRA updating {runtime}, {auth})",
         err=True,
     )
     try:

@@ -62,7 +62,7 @@ def prepare(state: ServerState, body: CompletionRequest) -> _Job:
         prompt_lp = body.logprobs  # echoed tokens carry log-probs too
     sampling = state.sampling(body, max_tokens, body.logprobs or 0, prompt_lp)
     rules = TextRules(
-        state.tokenizer, state.engine.end_ids, sampling.stop_token_ids, sampling.stop,
+        state.tokenizer, state.engine.stop_ids(sampling), sampling.stop_token_ids, sampling.stop,
         body.include_stop_str_in_output, body.skip_special_tokens,
     )  # fmt: skip
     return _Job(body, body.model or state.base_name, adapter, prompts, sampling, rules)

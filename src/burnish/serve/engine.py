@@ -60,7 +60,10 @@ class Sampling:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
-    """The client's stop tokens; the model's end-of-turn tokens always stop too."""
+    """The client's stop tokens; the model's end-of-turn tokens stop too (unless
+    ``ignore_eos``)."""
+    ignore_eos: bool = False
+    """Keep sampling past end-of-turn tokens (vLLM's ``ignore_eos``: fixed-length benchmarks)."""
     logprobs: int = 0
     """Most likely alternatives to report with every sampled token."""
     prompt_logprobs: int | None = None
@@ -153,6 +156,10 @@ class Engine:
         self.pad_id = next(
             (int(i) for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0
         )
+
+    def stop_ids(self, sampling: Sampling) -> frozenset[int]:
+        """The end-of-turn tokens that end a request's completions (none with ``ignore_eos``)."""
+        return frozenset() if sampling.ignore_eos else self.end_ids
 
     async def generate(
         self,
@@ -289,7 +296,7 @@ class Engine:
         rows, owners = [], []
         for r in requests:
             s = r.sampling
-            stop_ids = tuple(sorted(set(s.stop_token_ids) | self.end_ids))
+            stop_ids = tuple(sorted(set(s.stop_token_ids) | self.stop_ids(s)))
             for i, prompt in enumerate(r.prompts):
                 budget = s.max_tokens if limit is None else min(s.max_tokens, limit - len(prompt))
                 for j in range(s.n if budget > 0 else 0):

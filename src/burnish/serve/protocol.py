@@ -39,7 +39,6 @@ _NEUTRAL: dict[str, Any] = {
     "use_beam_search": (None, False),
     "best_of": (None, 1),
     "min_tokens": (None, 0),
-    "ignore_eos": (None, False),
     "suffix": (None, ""),
     "response_format": (None, {"type": "text"}),
     "guided_json": (None,),
@@ -82,6 +81,7 @@ class _SamplingBody(_Body):
     skip_special_tokens: bool = True
     return_tokens_as_token_ids: bool = False
     return_token_ids: bool = False
+    ignore_eos: bool = False
 
     def stop_strings(self) -> tuple[str, ...]:
         """``stop`` as a tuple (vLLM takes one string or a list)."""

@@ -41,6 +41,9 @@ class ServerState:
     max_model_len: int
     allow_runtime_lora: bool = False
     """Whether ``/v1/load_lora_adapter`` and ``/v1/unload_lora_adapter`` exist."""
+    api_key: str | None = None
+    """When set, every ``/v1`` route needs ``Authorization: Bearer <api_key>`` (vLLM's
+    ``--api-key``)."""
     defaults: dict[str, Any] = field(default_factory=dict)
     """Sampling defaults from the model's generation config (`sampling_defaults`)."""
     created: int = field(default_factory=now)
@@ -113,6 +116,7 @@ class ServerState:
             stop_token_ids=tuple(body.stop_token_ids or ()),
             logprobs=logprobs,
             prompt_logprobs=prompt_logprobs,
+            ignore_eos=body.ignore_eos,
         )
 
     def completion_prompts(self, body: CompletionRequest) -> list[tuple[list[int], str | None]]:
