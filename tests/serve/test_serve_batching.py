@@ -120,3 +120,37 @@ def test_eviction_spares_adapters_the_running_batch_needs(adapter_root):
     assert store.loaded_names() == ["a1", "a0"], store.loaded_names()  # a2 went, not a1
     with pytest.raises(RuntimeError, match="max_cpu_loras"):
         store.ensure_one(specs["a2"], pinned={"a0", "a1", "a2"})
+
+
+def test_a_request_cancelled_before_its_batch_is_never_sampled():
+    """A closed stream cancels its request (`cancel_when_closed`); one that has not started yet
+    is dropped from the queue instead of sampled."""
+    from burnish.models.load import load_model
+    from burnish.serve.app import build_state
+    from burnish.serve.engine import Sampling, cancel_when_closed
+
+    model, tok = load_model(BASE)
+    engine = build_state(model, tok, model_name=BASE, threads=1).engine
+
+    async def scenario():
+        kept = asyncio.ensure_future(engine.generate([[5, 6]], Sampling(max_tokens=4)))
+        task, queue = engine.start_stream([[7, 8]], Sampling(max_tokens=4))
+
+        async def events():
+            await asyncio.sleep(0)  # both requests queue; the batch has not formed yet
+            yield "first"
+            await asyncio.sleep(3600)  # never reached: the client closes after one event
+
+        stream = cancel_when_closed(task, events())
+        assert await stream.__anext__() == "first"
+        await stream.aclose()
+        assert len(engine._pending) == 2  # the cancelled one is still queued
+        (out,) = await kept
+        return out, task
+
+    try:
+        out, task = asyncio.run(scenario())
+    finally:
+        engine.close()
+    assert task.cancelled() and len(out.rows) == 1
+    assert engine.stats.requests == 1 and engine.stats.rows == 1, engine.stats

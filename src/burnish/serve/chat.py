@@ -28,7 +28,7 @@ from typing import Any
 from burnish.envs.tool_calls import INVALID_CALL, POSITIONAL
 from burnish.models.chat import merge_system, render
 from burnish.models.generate import RowResult
-from burnish.serve.engine import Sampling, TokenEvent
+from burnish.serve.engine import Sampling, cancel_when_closed
 from burnish.serve.errors import ServeError, bad_request, error_body
 from burnish.serve.outputs import TextRules, chat_logprobs, positions_of_row
 from burnish.serve.protocol import ChatCompletionRequest, now, random_id, usage
@@ -264,12 +264,8 @@ async def stream_chat(state: ServerState, body: ChatCompletionRequest) -> AsyncI
     """The server-sent ``chat.completion.chunk`` events of a streamed answer (checks happen
     before the first event)."""
     job = prepare(state, body)
-    queue: asyncio.Queue[TokenEvent | None] = asyncio.Queue()
-    task = asyncio.ensure_future(
-        state.engine.generate([job.prompt], job.sampling, job.adapter, on_token=queue.put_nowait)
-    )
-    task.add_done_callback(lambda _: queue.put_nowait(None))
-    return _events(state, job, task, queue)
+    task, queue = state.engine.start_stream([job.prompt], job.sampling, job.adapter)
+    return cancel_when_closed(task, _events(state, job, task, queue))
 
 
 async def _events(state: ServerState, job: _Job, task: asyncio.Future, queue) -> AsyncIterator[str]:

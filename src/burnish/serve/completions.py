@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from burnish.models.generate import RowResult
-from burnish.serve.engine import PromptOutput, Sampling, TokenEvent
+from burnish.serve.engine import PromptOutput, Sampling, cancel_when_closed
 from burnish.serve.errors import ServeError, error_body
 from burnish.serve.outputs import (
     Position,
@@ -164,14 +164,8 @@ async def stream_completion(state: ServerState, body: CompletionRequest) -> Asyn
     """The server-sent events of a streamed completion (checks happen before the first event:
     `prepare` raises, so errors are ordinary HTTP errors)."""
     job = prepare(state, body)
-    queue: asyncio.Queue[TokenEvent | None] = asyncio.Queue()
-    task = asyncio.ensure_future(
-        state.engine.generate(
-            [p for p, _ in job.prompts], job.sampling, job.adapter, on_token=queue.put_nowait
-        )
-    )
-    task.add_done_callback(lambda _: queue.put_nowait(None))
-    return _events(state, job, task, queue)
+    task, queue = state.engine.start_stream([p for p, _ in job.prompts], job.sampling, job.adapter)
+    return cancel_when_closed(task, _events(state, job, task, queue))
 
 
 async def _events(state: ServerState, job: _Job, task: asyncio.Future, queue) -> AsyncIterator[str]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +38,14 @@ from burnish.serve.adapters import AdapterSpec, AdapterStore
 from burnish.serve.errors import ServeError, not_found
 from burnish.serve.scoring import PromptPosition, prompt_logprobs
 
-__all__ = ["Engine", "EngineStats", "PromptOutput", "Sampling", "TokenEvent"]
+__all__ = [
+    "Engine",
+    "EngineStats",
+    "PromptOutput",
+    "Sampling",
+    "TokenEvent",
+    "cancel_when_closed",
+]
 
 TokenEvent = tuple[int, int, float, list[tuple[int, float]]]
 """What a streaming request hears after each sampled token: ``(choice, token, logprob, top)``,
@@ -187,6 +194,18 @@ class Engine:
             self._worker = loop.create_task(self._drain())
         return await request.future
 
+    def start_stream(
+        self, prompts: list[list[int]], sampling: Sampling, adapter: str | None = None
+    ) -> tuple[asyncio.Task, asyncio.Queue]:
+        """Start a request for streaming: its `TokenEvent`s arrive on the queue, then None once
+        the task (which returns what `generate` does) has finished."""
+        queue: asyncio.Queue[TokenEvent | None] = asyncio.Queue()
+        task = asyncio.ensure_future(
+            self.generate(prompts, sampling, adapter, on_token=queue.put_nowait)
+        )
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        return task, queue
+
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the worker thread, between batches (adapter loads and drops)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -204,19 +223,7 @@ class Engine:
             while seen != len(self._pending):  # wait for a turn in which nothing new arrived
                 seen = len(self._pending)
                 await asyncio.sleep(0)
-            batch = self._take_batch()
-            specs: dict[str, AdapterSpec] = {}
-            ready = []
-            for r in batch:
-                spec = self.store.registered.get(r.adapter) if r.adapter is not None else None
-                if r.adapter is not None and spec is None:
-                    r.future.set_exception(
-                        not_found(f"The model `{r.adapter}` does not exist.", param="model")
-                    )
-                    continue
-                if spec is not None:
-                    specs[spec.name] = spec
-                ready.append(r)
+            ready, specs = self._resolve(self._take_batch())
             if not ready:
                 continue
             on_token = _thread_safe(loop)
@@ -239,9 +246,12 @@ class Engine:
 
     def _take_batch(self) -> list[_Request]:
         """Queued requests for one batch: FIFO, skipping requests whose adapter would exceed
-        ``max_loras`` or whose rows would exceed ``max_batch_size`` (the first always fits)."""
+        ``max_loras`` or whose rows would exceed ``max_batch_size`` (the first always fits).
+        Requests whose caller went away (a closed connection cancels them) are dropped."""
         batch, rest, adapters, rows = [], [], set(), 0
         for r in self._pending:
+            if r.future.done():
+                continue
             n_rows = len(r.prompts) * r.sampling.n
             fits_adapter = r.adapter in adapters or len(adapters) < self.max_loras
             if not batch or (fits_adapter and rows + n_rows <= self.max_batch_size):
@@ -252,6 +262,23 @@ class Engine:
                 rest.append(r)
         self._pending = rest
         return batch
+
+    def _resolve(self, batch: list[_Request]) -> tuple[list[_Request], dict[str, AdapterSpec]]:
+        """The requests whose adapter is still registered, and those adapters' registrations;
+        requests for an adapter unloaded since they queued get the unknown-model 404."""
+        specs: dict[str, AdapterSpec] = {}
+        ready = []
+        for r in batch:
+            if r.adapter is None:
+                ready.append(r)
+            elif (spec := self.store.registered.get(r.adapter)) is not None:
+                specs[spec.name] = spec
+                ready.append(r)
+            else:
+                r.future.set_exception(
+                    not_found(f"The model `{r.adapter}` does not exist.", param="model")
+                )
+        return ready, specs
 
     # ---- one batch (worker thread) -------------------------------------------------------
 
@@ -362,6 +389,17 @@ class Engine:
                 outputs[id(r)][i].prompt_logprobs = [
                     PromptPosition(p.token, p.logprob, p.rank, p.top[:want]) for p in positions
                 ]
+
+
+async def cancel_when_closed(task: asyncio.Task, events: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Pass a stream's events through, and cancel its request when the stream is closed early
+    (the client went away): a request that has not started yet is then never sampled."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 def _thread_safe(loop: asyncio.AbstractEventLoop) -> Callable[[_Request, TokenEvent], None]:
