@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from burnish.serve.cli import serve_command
+
 app = typer.Typer(
     name="burnish",
     help="RL fine-tuning of language models: GRPO-family algorithms, LoRA, judges, monitors.",
@@ -490,3 +492,6 @@ def doctor_cmd(
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
     raise typer.Exit(0 if report.ok else 1)
+
+
+app.command("serve")(serve_command)

@@ -95,3 +95,94 @@ def test_identical_prompts_are_prefilled_once_and_sampled_independently():
         logp, _ = sequence_logprobs(model, ids)
         torch.testing.assert_close(logp[0, len(row.prompt):], torch.tensor(res.logprobs),
                                    atol=1e-5, rtol=0)  # fmt: skip
+
+
+def _two_adapter_model():
+    from burnish.models.lora import attach_lora
+    from burnish.models.tiny import tiny_model
+
+    model, tok = tiny_model(seed=2)
+    torch.manual_seed(3)
+    peft = attach_lora(model, rank=4, adapter_name="a")
+    peft.add_adapter("b", peft.peft_config["a"])
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    return peft.eval(), tok
+
+
+def test_rows_with_their_own_adapters_equal_one_adapter_at_a_time():
+    """A mixed-adapter batch (PEFT adapter_names) samples each row exactly as a batch of that
+    adapter alone: same tokens, same logprobs."""
+    from dataclasses import replace
+
+    from burnish.models.generate import GenerationRow, generate_rows
+    from burnish.models.lora import BASE_ROW
+
+    peft, tok = _two_adapter_model()
+    base = peft.get_base_model()
+    rows = [
+        GenerationRow(prompt=tuple(tok.encode(t)), max_new_tokens=8, temperature=temp, seed=s,
+                      stop_token_ids=(tok.eos_token_id,))
+        for t in ("12+3=", "hi") for temp, s in ((0.0, 0), (1.0, 5))
+    ]  # fmt: skip
+    names = ["a", "b", BASE_ROW]
+    mixed = generate_rows(base, tok, [replace(r, adapter=n) for n in names for r in rows], pad_id=0)
+    per_adapter = []
+    for name in names:
+        if name == BASE_ROW:
+            with peft.disable_adapter():
+                per_adapter += generate_rows(base, tok, rows, pad_id=0)
+        else:
+            peft.set_adapter(name)
+            per_adapter += generate_rows(base, tok, rows, pad_id=0)
+    assert [r.tokens for r in mixed] == [r.tokens for r in per_adapter]
+    for m, p in zip(mixed, per_adapter):
+        torch.testing.assert_close(torch.tensor(m.logprobs), torch.tensor(p.logprobs))
+    assert len({tuple(r.tokens) for r in mixed[:4]} | {tuple(r.tokens) for r in mixed[4:8]}) > 4
+
+
+def test_a_batch_names_every_rows_adapter_or_none():
+    import pytest
+
+    from burnish.models.generate import GenerationRow, generate_rows
+
+    peft, tok = _two_adapter_model()
+    rows = [GenerationRow(prompt=(5, 6), max_new_tokens=2, adapter="a"),
+            GenerationRow(prompt=(5, 6), max_new_tokens=2)]  # fmt: skip
+    with pytest.raises(ValueError, match="every row or of none"):
+        generate_rows(peft.get_base_model(), tok, rows, pad_id=0)
+    with pytest.raises(ValueError, match="does not have"):
+        generate_rows(
+            peft.get_base_model(), tok,
+            [GenerationRow(prompt=(5, 6), max_new_tokens=2, adapter="c")], pad_id=0,
+        )  # fmt: skip
+
+
+def test_top_logprobs_are_the_most_likely_tokens_of_the_sampled_distribution():
+    from burnish.models.generate import GenerationRow, generate_rows, top_alternatives
+    from burnish.models.tiny import tiny_model
+
+    model, tok = tiny_model(seed=1)
+    prompt = tuple(tok.encode("7-5="))
+    (res,) = generate_rows(
+        model, tok, [GenerationRow(prompt=prompt, max_new_tokens=3, temperature=0.7, seed=1,
+                                   top_logprobs=4)], pad_id=0,
+    )  # fmt: skip
+    assert len(res.top_logprobs) == 3 and all(len(t) == 4 for t in res.top_logprobs)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([list(prompt) + res.tokens])).logits[0]
+    for step, top in enumerate(res.top_logprobs):
+        expected = torch.log_softmax(logits[len(prompt) - 1 + step] / 0.7, -1).topk(4)
+        assert [t for t, _ in top] == expected.indices.tolist()
+        torch.testing.assert_close(torch.tensor([lp for _, lp in top]), expected.values,
+                                   atol=1e-5, rtol=0)  # fmt: skip
+        assert res.logprobs[step] <= top[0][1] + 1e-6
+    # top-k truncation: tokens past k carry -inf (and greedy rows report the model's own)
+    logits_B_V = torch.tensor([[3.0, 2.0, 1.0, 0.0], [3.0, 2.0, 1.0, 0.0]])
+    ids, logp = top_alternatives(
+        logits_B_V, torch.tensor([1.0, 0.0]), torch.ones(2), torch.tensor([2, 2]), 3
+    )
+    assert ids[0, :2].tolist() == [0, 1] and logp[0, 2] == float("-inf")
+    torch.testing.assert_close(logp[1], torch.log_softmax(logits_B_V[1], -1)[:3])

@@ -20,9 +20,12 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.lora import LoraLayer
 
 __all__ = [
+    "BASE_ROW",
     "DEFAULT_TARGET_MODULES",
+    "RowAdapters",
     "attach_lora",
     "is_lora",
     "load_adapter",
@@ -236,3 +239,49 @@ def load_adapter(
     return PeftModel.from_pretrained(
         model, str(path), adapter_name=adapter_name, is_trainable=is_trainable
     )
+
+
+BASE_ROW = "__base__"
+"""The adapter name of a row that runs through the base model in a mixed-adapter batch (PEFT's
+own placeholder)."""
+
+
+class RowAdapters:
+    """Run every row of a batch through its own LoRA adapter (PEFT mixed-adapter batches).
+
+    Inside the ``with`` block every LoRA layer of ``model`` receives ``adapter_names=names`` in
+    its forward (as ``PeftModel.forward(..., adapter_names=...)`` does with hooks), so row ``i``
+    of each forward pass uses adapter ``names[i]`` (`BASE_ROW`: none). Assign ``names`` between
+    forward passes when the batch's rows change. Works on a PEFT model or on its base model (the
+    LoRA layers live inside it); the model must be in eval mode with no merged adapter.
+
+    Raises (on entry):
+        ValueError: if a name is not an adapter of the model.
+    """
+
+    def __init__(self, model: torch.nn.Module, names: Sequence[str]) -> None:
+        self.model = model
+        self.names = list(names)
+        self._handles: list = []
+
+    def __enter__(self) -> RowAdapters:
+        layers = [m for m in self.model.modules() if isinstance(m, LoraLayer)]
+        known = {name for layer in layers for name in layer.lora_A}
+        unknown = set(self.names) - known - {BASE_ROW}
+        if unknown:
+            raise ValueError(
+                f"rows name adapters the model does not have: {sorted(unknown)}; loaded: "
+                f"{sorted(known)} (or {BASE_ROW!r} for the base model)"
+            )
+        self._handles = [
+            layer.register_forward_pre_hook(self._inject, with_kwargs=True) for layer in layers
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _inject(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return args, {**kwargs, "adapter_names": self.names}
