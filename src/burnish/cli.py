@@ -449,10 +449,6 @@ def main() -> None:  # pragma: no cover - console entry point
     app()
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 @app.command("doctor")
 def doctor_cmd(
     model: str = typer.Option(..., "--model", help="Hub id, model directory or burnish-tiny."),
@@ -495,3 +491,7 @@ def doctor_cmd(
 
 
 app.command("serve")(serve_command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
