@@ -214,7 +214,8 @@ class OpenAISampler:
             )
 
     async def _unload_leftovers(self) -> None:
-        """Unload adapters an earlier session of this scope left on the server."""
+        """Unload adapters an earlier session of this scope left on the server, and delete
+        their files."""
         self._cleaned = True
         prefix = f"{self.scope}-"
         for entry in await self.models():
@@ -222,6 +223,7 @@ class OpenAISampler:
             if name.startswith(prefix) and not name.startswith(f"{prefix}{self.session}-"):
                 with contextlib.suppress(SamplerClientError):  # already gone
                     await self._request("/unload_lora_adapter", {"lora_name": name})
+                shutil.rmtree(self._adapter_dir / name, ignore_errors=True)
 
     def _client(self) -> httpx.AsyncClient:
         """One connection pool per event loop (a pool cannot be shared across loops)."""
