@@ -189,6 +189,7 @@ def test_a_restarted_run_never_collides_and_unloads_what_it_left(server, tmp_pat
     loaded = set(fake.model.peft_config)
     assert second.current_adapter in loaded and other.current_adapter in loaded
     assert first.current_adapter not in loaded
+    assert not (tmp_path / first.current_adapter).exists()  # its files are gone too
     assert second.current_adapter != first.current_adapter
 
 
