@@ -65,7 +65,12 @@ def _prompts(tok, n: int = 12) -> list[list[int]]:
     env = load_env("arithmetic")
     tasks = list(env.tasks("test", 0))[:n]
     msgs = [asyncio.run(env.reset(t)) for t in tasks]
-    return [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True) for m in msgs]
+    return [
+        list(
+            tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True, return_dict=False)
+        )
+        for m in msgs
+    ]
 
 
 def _lora_policy(seed: int):

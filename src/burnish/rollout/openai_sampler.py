@@ -127,7 +127,7 @@ class OpenAISampler:
         self._max_rank = max_lora_rank
         self._rng = None if seed is None else random.Random(seed)
         self._transport = transport
-        self._clients: dict[int, httpx.AsyncClient] = {}
+        self._pool: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
         self._adapter_dir = Path(adapter_dir or tempfile.mkdtemp(prefix="burnish-adapters-"))
         self._version = 0
         self._cleaned = False
@@ -192,9 +192,9 @@ class OpenAISampler:
 
     async def aclose(self) -> None:
         """Close the HTTP connections (the sampler reopens them if used again)."""
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            await client.aclose()
+        pool, self._pool = self._pool, None
+        if pool is not None and pool[0] is asyncio.get_running_loop():
+            await pool[1].aclose()
 
     # ---- requests ---------------------------------------------------------------------------
 
@@ -226,15 +226,15 @@ class OpenAISampler:
                 shutil.rmtree(self._adapter_dir / name, ignore_errors=True)
 
     def _client(self) -> httpx.AsyncClient:
-        """One connection pool per event loop (a pool cannot be shared across loops)."""
-        key = id(asyncio.get_running_loop())
-        client = self._clients.get(key)
-        if client is None or client.is_closed:
+        """One connection pool per event loop (a pool cannot be shared across loops). The loop
+        is held, so a later loop cannot be mistaken for it by its address."""
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool[0] is not loop or self._pool[1].is_closed:
             client = httpx.AsyncClient(
                 timeout=self._timeout, headers=self._headers, transport=self._transport
             )
-            self._clients = {key: client}  # a finished loop's pool is dropped
-        return client
+            self._pool = (loop, client)  # a finished loop's pool is dropped
+        return self._pool[1]
 
     def _body(self, prompt: list[int], index: int, params: SamplingParams, model: str) -> dict:
         body: dict[str, Any] = {
