@@ -20,6 +20,8 @@ import json
 import statistics
 from pathlib import Path
 
+from transformers.utils import logging as hf_logging
+
 from burnish.config import loads_config
 from burnish.envs import load_env
 from burnish.eval import evaluate
@@ -39,7 +41,8 @@ EVALS: dict[str, tuple[str, dict, int, str]] = {
     "calculator": ("calculator", {}, 40, "trained (mix)"),
     "keywords": ("keywords", {}, 64, "left out"),
     "guess-number": ("guess-number", {}, 6, "left out"),
-    "arithmetic, 3-digit operands": ("arithmetic", {"low": 100, "high": 999}, 12, "harder"),
+    "arithmetic, operands 100-199": ("arithmetic", {"low": 100, "high": 199}, 12, "harder"),
+    "arithmetic, operands 100-999": ("arithmetic", {"low": 100, "high": 999}, 12, "harder"),
     "reasoning-gym/basic_arithmetic, 2 terms": (
         "reasoning-gym/basic_arithmetic",
         {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2, "operators": "+-"},
@@ -95,6 +98,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/diversity")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     args = ap.parse_args()
+    hf_logging.disable_progress_bar()
     out = Path(args.out)
     threads = _config(["arithmetic"], 0, out / "probe", args).model.threads
     set_threads(threads)

@@ -113,3 +113,14 @@ samples = 2
     assert len(steps) == 3
     assert any("env/reasoning-gym/basic_arithmetic/reward_mean" in s for s in steps)
     assert {r["env"] for r in store.evals()} == set(summary["per_env"]["after"])
+    assert "training reward per environment" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_composite_takes_its_datasets_as_tables():
+    specs = [
+        {"name": "gcd", "weight": 1.0, "config": {}},
+        {"name": "lcm", "weight": 1.0, "config": {}},
+    ]
+    env = load_env("reasoning-gym/composite", datasets=specs)
+    sources = {t.info["metadata"]["source_dataset"] for t in islice(env.tasks("train", 0), 30)}
+    assert sources == {"gcd", "lcm"} and validate_env(env, n=20).ok

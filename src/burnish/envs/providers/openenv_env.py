@@ -211,8 +211,12 @@ class OpenEnvEnv(BaseEnv):
 
     async def step(self, task: Task, state: Any, action: Message) -> StepResult:
         session = state if isinstance(state, _Session) else await self._open(task)
-        result = await session.client.step({self.action_field: action.content})
-        text = observation_text(result.observation, self.observation_field)
+        try:
+            result = await session.client.step({self.action_field: action.content})
+            text = observation_text(result.observation, self.observation_field)
+        except BaseException:  # the runner's close only sees sessions handed back in a state
+            await session.close()
+            raise
         if result.done:
             await session.close()
         reward = None if result.reward is None else float(result.reward)
