@@ -234,29 +234,35 @@ app.add_typer(envs_app, name="envs")
 
 
 @envs_app.command("list")
-def envs_list() -> None:
-    """List the environments: built-ins and those registered by installed packages."""
-    from burnish.envs.commands import envs_list_text
+def envs_list(
+    tasks: str | None = typer.Option(None, "--tasks", metavar="PROVIDER", help="List its tasks."),
+) -> None:
+    """List the environments: built-ins, installed plugins and the PROVIDER/TASK providers."""
+    from burnish.envs.commands import envs_list_text, provider_tasks_text
+    from burnish.envs.registry import UnknownEnvironmentError
 
-    typer.echo(envs_list_text())
+    try:
+        typer.echo(provider_tasks_text(tasks) if tasks else envs_list_text())
+    except UnknownEnvironmentError as e:
+        _fail(str(e))
 
 
 @envs_app.command("validate")
 def envs_validate(
-    name: str = typer.Argument(..., metavar="NAME", help="Environment name or module:attr."),
+    name: str = typer.Argument(..., metavar="NAME", help="Environment, module:attr or provider."),
     n: int = typer.Option(200, "--n", help="Tasks checked per split."),
     seed: int = typer.Option(0, help="Seed of the task streams."),
 ) -> None:
     """Check that the gold answer of n train and n test tasks earns the maximum reward."""
-    from burnish.envs.commands import validate_by_name, validation_text
+    from burnish.envs.commands import validate_command
     from burnish.envs.registry import UnknownEnvironmentError
 
     try:
-        report = validate_by_name(name, n=n, seed=seed)
+        text, ok = validate_command(name, n=n, seed=seed)
     except (UnknownEnvironmentError, ValueError, TypeError) as e:
         _fail(str(e))
-    typer.echo(validation_text(report), err=not report.ok)
-    if not report.ok:
+    typer.echo(text, err=not ok)
+    if not ok:
         raise typer.Exit(code=1)
 
 

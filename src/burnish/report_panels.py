@@ -80,8 +80,10 @@ def learning_section(data) -> str:
         _eval_lines(data.evals, data.trained_envs),
         "pass@1",
     )
+    per_env = sorted(k for k in all_keys if k.startswith("env/") and k.endswith("/reward_mean"))
     plots = [
         _panel(data, "reward", "training reward", ["reward/mean", "reward/max"], "reward", rest),
+        _panel(data, "env-reward", "training reward per environment", per_env, "reward"),
         _panel(data, "components", "reward components (step mean)", components, "value"),
         figure(test, _eval_note(data.evals)),
     ]

@@ -4,6 +4,8 @@ A name is one of:
 - a built-in (`arithmetic`, `reverse`, `guess-number`, `calculator`, `keywords`);
 - a third-party environment registered under the entry-point group `burnish.environments`
   (`[project.entry-points."burnish.environments"] my-env = "my_pkg.envs:MyEnv"`);
+- `PROVIDER/TASK`: a task of another library (`reasoning-gym/basic_arithmetic`,
+  `verifiers/NAME`, `openenv/URL`, `dataset/PATH`; `burnish.envs.providers`, docs/providers.md);
 - a `module:attr` string naming an environment class, factory or instance; the module is
   imported as `python -m` would, with the current directory on the import path.
 
@@ -14,6 +16,7 @@ or entry-point environment is code: loading it runs that module with the user's 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import os
@@ -68,8 +71,26 @@ def _import_target(target: str) -> Any:
     return obj
 
 
+def _unknown(name: str) -> UnknownEnvironmentError:
+    """The error for a name that is nothing known, with the nearest name when there is one."""
+    from burnish.envs.providers import PROVIDERS, near_provider
+
+    known = sorted(list_envs())
+    near = difflib.get_close_matches(name, known, n=1)
+    if (provider := near_provider(name)) is not None:
+        near = [f"{provider}/{name.partition('/')[2]}"]
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return UnknownEnvironmentError(
+        f"unknown environment {name!r}; available: {', '.join(known)}, "
+        f"PROVIDER/TASK with a provider of {', '.join(PROVIDERS)} (burnish envs list), "
+        f"or a 'module:attr' string{hint}"
+    )
+
+
 def resolve_env(name: str) -> Any:
     """The class, factory or instance `name` refers to, imported but not built."""
+    from burnish.envs.providers import provider_factory, split_name
+
     if not isinstance(name, str) or not name.strip() or not name.isprintable():
         raise UnknownEnvironmentError(
             f"environment name {name!r} is not a printable, non-empty name; available: "
@@ -79,12 +100,11 @@ def resolve_env(name: str) -> Any:
         return _import_target(BUILTINS[name])
     if name in (eps := _entry_points()):
         return eps[name].load()
+    if split_name(name) is not None:  # before module:attr: an openenv URL holds a ':'
+        return provider_factory(name)
     if ":" in name:
         return _import_target(name)
-    raise UnknownEnvironmentError(
-        f"unknown environment {name!r}; available: {', '.join(sorted(list_envs()))} "
-        f"(or a 'module:attr' string)"
-    )
+    raise _unknown(name)
 
 
 def _check_kwargs(name: str, factory: Any, kwargs: dict[str, Any]) -> None:
@@ -102,9 +122,11 @@ def _check_kwargs(name: str, factory: Any, kwargs: dict[str, Any]) -> None:
     ]
     unknown = sorted(set(kwargs) - set(takes))
     if unknown:
+        near = difflib.get_close_matches(unknown[0], takes, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise UnknownEnvironmentError(
-            f"environment {name!r} does not take {', '.join(map(repr, unknown))}; it takes: "
-            f"{', '.join(takes) or 'no arguments'}"
+            f"environment {name!r} does not take {', '.join(map(repr, unknown))}{hint}; it "
+            f"takes: {', '.join(takes) or 'no arguments'}"
         )
 
 

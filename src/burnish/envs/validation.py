@@ -26,6 +26,8 @@ class ValidationReport:
     checked: dict[str, int]
     """Tasks checked per split."""
     failures: tuple[ValidationFailure, ...]
+    check: str = "every gold answer earns the maximum reward"
+    """What each task's check established (an environment's `validation_check`)."""
 
     @property
     def ok(self) -> bool:
@@ -54,4 +56,5 @@ def validate_env(env: Any, n: int = 200, seed: int = 0) -> ValidationReport:
                 failures.append(ValidationFailure(split, task.id, f"{type(e).__name__}: {e}"))
     for shared in prompts["train"] & prompts["test"]:
         failures.append(ValidationFailure("test", str(shared), "prompt also appears in train"))
-    return ValidationReport(getattr(env, "name", "?"), checked, tuple(failures))
+    check = getattr(env, "validation_check", ValidationReport.check)
+    return ValidationReport(getattr(env, "name", "?"), checked, tuple(failures), check)

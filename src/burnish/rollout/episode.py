@@ -16,6 +16,8 @@ One episode:
    when a completion is cut off or the next turn would not fit in `max_tokens` (`LENGTH`), or
    when the environment fails (`ERROR`: the trajectory keeps what was recorded, and
    the error text). Sampler failures are infrastructure failures and propagate.
+5. However it stopped, an environment with a `close(task, state)` method gets it called with
+   the last state (a session to end); a failing close makes the episode an `ERROR`.
 
 Content: the assistant message an environment sees is the completion without its end token (any
 of the model's end-of-turn ids, `burnish.models.chat.ChatFormat.end_token_ids`) and without its
@@ -246,7 +248,11 @@ async def run_episode(
         if budget <= 0:
             stop = StopReason.LENGTH
             break
-        completion = await _sample_turn(rec, sampler, params, budget, turns, adapter)
+        try:
+            completion = await _sample_turn(rec, sampler, params, budget, turns, adapter)
+        except BaseException:  # a sampler failure propagates; the episode's resources close
+            await _close(env, task, state)
+            raise
         turns += 1
         raw, action = _action(rec.codec, completion, stop_ids, parser)
         messages.append(action)
@@ -280,8 +286,24 @@ async def run_episode(
             stop = StopReason.LENGTH  # no room left to sample the next turn
             break
         rec.add_text(suffix)
+    if (failed := await _close(env, task, state)) and error is None:
+        error, stop = failed, StopReason.ERROR
     info = {"turns": turns, "tool_calls": n_calls, "step_rewards": rewards}
     return _trajectory(task, rec, messages, stop, error, info)
+
+
+async def _close(env: Any, task: Task, state: Any) -> str | None:
+    """Call the environment's optional `close(task, state)` once the episode is over (whatever
+    ended it): an environment that holds a resource per episode (a server session) frees it.
+    Returns the error text when closing failed."""
+    close = _resolve(env, task, "close", None)
+    if close is None:
+        return None
+    try:
+        await close(task, state)
+    except Exception as e:  # the environment's failure: the episode records it
+        return f"close: {type(e).__name__}: {e}"
+    return None
 
 
 async def _sample_turn(rec, sampler, params, budget: int, turn: int, adapter) -> Any:

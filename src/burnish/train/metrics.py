@@ -14,7 +14,7 @@ def step_metrics(groups: Sequence[Group]) -> dict[str, float]:
 
     Keys: reward/mean, reward/std, reward/max, reward/unscorable_frac, reward/<component>,
     group/frac_zero_std, group/mean_std, length/mean, length/max, turns/mean,
-    stop/<reason> (fractions), episodes/errors.
+    stop/<reason> (fractions), episodes/errors, and `env_metrics` for a mixture.
     """
     if not groups:
         return {"episodes/count": 0.0}
@@ -48,6 +48,23 @@ def step_metrics(groups: Sequence[Group]) -> dict[str, float]:
     }
     out.update({f"reward/{k}": statistics.fmean(v) for k, v in comps.items()})
     out.update({f"stop/{k}": n / len(trajs) for k, n in stops.items()})
+    out.update(env_metrics(groups))
+    return out
+
+
+def env_metrics(groups: Sequence[Group]) -> dict[str, float]:
+    """Per-environment reward of a step that saw more than one environment (a mixture):
+    `env/<name>/reward_mean` (scorable rollouts) and `env/<name>/groups`; {} otherwise."""
+    by_env: dict[str, list[Group]] = defaultdict(list)
+    for g in groups:
+        by_env[g.task.env].append(g)
+    if len(by_env) < 2:
+        return {}
+    out: dict[str, float] = {}
+    for name, gs in sorted(by_env.items()):
+        scored = [r for g in gs for r in g.rewards if r is not None]
+        out[f"env/{name}/reward_mean"] = statistics.fmean(scored) if scored else float("nan")
+        out[f"env/{name}/groups"] = float(len(gs))
     return out
 
 
