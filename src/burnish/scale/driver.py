@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ class ScaledGroups:
         self.judges = [
             judge.options(max_concurrency=64).remote(self._data) for _ in range(s.judge_workers)
         ]
+        self._id, self._made = secrets.token_hex(3), 0
         self.workers = [self._new_worker(i) for i in range(s.rollout_workers)]
         ray.get([w.ready.remote() for w in [*self.workers, *self.judges]])
         self.jobs: dict[Any, tuple[int, Slice, asyncio.Future]] = {}
@@ -103,7 +105,9 @@ class ScaledGroups:
         self.counts = {"workers_replaced": 0, "slices_resent": 0}
 
     def _new_worker(self, index: int):
-        return self._rollout.remote(self._data, index, self._scope, self.judges)
+        self._made += 1  # a fresh name: a replaced actor's name may not be released yet
+        name = f"burnish-rollout-{self._id}-{index}-{self._made}"
+        return self._rollout.options(name=name).remote(self._data, index, self._scope, self.judges)
 
     # ---- the group source of the loop -----------------------------------------------------
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from typing import Any
 
 import torch
@@ -107,8 +108,8 @@ class RolloutWorker:
         self._loop = asyncio.new_event_loop()
 
     def ready(self) -> int:
-        """Answers once the worker is built (the trainer waits for this before timing)."""
-        return 0
+        """The worker's process id, once it is built."""
+        return os.getpid()
 
     def load(self, weights: Any, version: int) -> int:
         """Sample policy `version` from now on: `weights` is a trainable state (in-process
