@@ -105,3 +105,72 @@ def test_async_run_survives_a_killed_worker(ray_cluster, tiny_dir, tmp_path):
     rows = _rows_per_group(run_dir)
     assert rows == [(s, g, G) for s in range(4) for g in range(P)], rows
     assert summary["after"]["pass@1"] >= 0.0
+
+
+def test_judge_workers_score_for_the_rollout_workers(ray_cluster, tiny_dir, tmp_path):
+    """scale.judge_workers = 1: the rollout worker sends each group to the judge actor, which
+    scores it with the run's scorers; the same samples and rewards as the single-process run."""
+    _, one = _run(_overrides(tiny_dir, tmp_path / "single", "train.steps=2"))
+    summary, two = _run(
+        _overrides(
+            tiny_dir,
+            tmp_path / "judged",
+            "train.steps=2",
+            *scaled("scale.rollout_workers=1", "scale.judge_workers=1"),
+        )
+    )
+    assert [m["reward/mean"] for m in two] == [m["reward/mean"] for m in one]
+    assert summary["scale"]["judge_workers"] == 1
+
+
+def test_rollout_workers_drive_a_server(ray_cluster, tiny_dir, tmp_path):
+    """scale.rollout_urls: the worker samples through an OpenAI-compatible server (the fake
+    vLLM of the sampler tests, in this process) and loads each step's adapter by path from
+    RUN_DIR/served; the run finishes."""
+    import socket
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+
+    import uvicorn
+
+    from burnish.models import load_model
+    from burnish.rollout import LocalSampler
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "rollout"))
+    from test_openai_sampler import FakeVLLM
+
+    fake = FakeVLLM()
+    fake.model, fake.tok = load_model(str(tiny_dir))
+    fake.sampler = LocalSampler(fake.model, fake.tok)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.01)
+    run_dir = tmp_path / "served"
+    try:
+        summary, metrics = _run(
+            _overrides(
+                tiny_dir,
+                run_dir,
+                "train.steps=2",
+                "sampler.model='tiny'",
+                *scaled(
+                    "scale.rollout_workers=1", f"scale.rollout_urls=['http://127.0.0.1:{port}/v1']"
+                ),
+            )
+        )
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+    loads = [body for kind, body in fake.lora_calls if kind == "load"]
+    assert [Path(b["lora_path"]).name for b in loads] == ["v0", "v1", "v2"]
+    assert all(Path(b["lora_path"]).parent == (run_dir / "served").resolve() for b in loads)
+    assert {r["model"] for r in fake.requests} == {b["lora_name"] for b in loads[:2]}
+    assert len(fake.requests) == 2 * P * G
+    assert summary["scale"]["rollout_workers"] == 1 and len(metrics) == 2
