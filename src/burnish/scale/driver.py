@@ -95,13 +95,14 @@ class ScaledGroups:
         self._id, self._made = secrets.token_hex(3), 0
         self.workers = [self._new_worker(i) for i in range(s.rollout_workers)]
         ray.get([w.ready.remote() for w in [*self.workers, *self.judges]])
-        self.jobs: dict[Any, tuple[int, Slice, asyncio.Future]] = {}
-        """In-flight calls: object ref -> (worker index, slice, awaitable)."""
+        self.jobs: dict[Any, tuple[int, Slice | None, asyncio.Future]] = {}
+        """In-flight calls: object ref -> (worker index, slice or None for a `load`, awaitable)."""
         self.version = 0
         self._weights: Any = None
         self._ahead = -1
         """The last step whose round 0 has been dispatched."""
         self._resumed: list[Slice] = []
+        self._stale_resends = 0
         self.counts = {"workers_replaced": 0, "slices_resent": 0}
 
     def _new_worker(self, index: int):
@@ -127,8 +128,8 @@ class ScaledGroups:
                     shutil.rmtree(old, ignore_errors=True)
         else:
             self._weights = ray.put(trainable_state(policy))
-        for w in self.workers:
-            w.load.remote(self._weights, version)
+        for i in range(len(self.workers)):
+            self._load(i)
         if self._resumed:  # a resumed run samples what was in flight first
             for s in self._resumed:
                 self._send(s)
@@ -176,6 +177,8 @@ class ScaledGroups:
     async def close(self) -> None:
         import ray
 
+        for _, _, f in self.jobs.values():
+            f.cancel()
         for a in [*self.workers, *self.judges]:
             ray.kill(a)
         self.workers, self.judges, self.jobs = [], [], {}
@@ -199,12 +202,17 @@ class ScaledGroups:
                 )
             )
 
+    def _load(self, worker: int) -> None:
+        """Send the current weights to a worker (a job without a slice: its failure counts)."""
+        ref = self.workers[worker].load.remote(self._weights, self.version)
+        self.jobs[ref] = (worker, None, asyncio.wrap_future(ref.future()))
+
     def _send(self, s: Slice, worker: int | None = None) -> None:
         """Send a slice to `worker` (default: the one with the fewest slices in flight)."""
         if worker is None:
             load = [0] * len(self.workers)
-            for w, _, _ in self.jobs.values():
-                load[w] += 1
+            for w, job, _ in self.jobs.values():
+                load[w] += job is not None
             worker = load.index(min(load))
         ref = self.workers[worker].sample.remote(s)
         self.jobs[ref] = (worker, s, asyncio.wrap_future(ref.future()))
@@ -216,21 +224,32 @@ class ScaledGroups:
 
         while not self.buffer.ready(step, round_):
             futures = {f: ref for ref, (_, _, f) in self.jobs.items()}
+            assert futures, f"round {round_} of step {step} is pending with nothing in flight"
             done, _ = await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
             for f in done:
                 ref = futures[f]
                 if ref not in self.jobs:  # resent already: its worker died earlier in this loop
                     continue
                 worker, s, _ = self.jobs.pop(ref)
+                what = "loading the policy" if s is None else f"slice {s.key}"
                 try:
                     groups = f.result()
                 except ray.exceptions.RayActorError as e:
                     self._replace(worker, e)
-                    self._send(s)
+                    if s is not None:
+                        self._send(s)
+                        self.counts["slices_resent"] += 1
                     continue
                 except ray.exceptions.RayTaskError as e:
-                    raise RuntimeError(f"rollout worker {worker} failed on slice {s.key}") from e
-                if not self.buffer.put(s, groups):  # stale: the current policy samples it again
+                    raise RuntimeError(f"rollout worker {worker} failed on {what}") from e
+                if s is not None and not self.buffer.put(s, groups):  # stale: sample it again
+                    self._stale_resends += 1
+                    if self._stale_resends > 4 * len(self.workers):
+                        raise RuntimeError(
+                            f"slice {s.key} came back stale again (policy "
+                            f"{[g.policy_version for g in groups]}, step {s.step}, "
+                            f"max_off_policy_steps {self.k}): a worker does not take new weights"
+                        )
                     self._send(s)
         return self.buffer.take(step, round_)
 
@@ -246,14 +265,15 @@ class ScaledGroups:
         log.warning("rollout worker %d died (%s); replacing it", worker, type(error).__name__)
         ray.kill(self.workers[worker])
         self.workers[worker] = self._new_worker(worker)
-        self.workers[worker].load.remote(self._weights, self.version)
+        self._load(worker)
         self.counts["workers_replaced"] += 1
-        for ref, (w, s, _) in list(self.jobs.items()):
+        for ref, (w, s, f) in list(self.jobs.items()):
             if w == worker:  # lost with the old actor
                 del self.jobs[ref]
-                self._send(s, worker)
-                self.counts["slices_resent"] += 1
-        self.counts["slices_resent"] += 1
+                f.cancel()
+                if s is not None:
+                    self._send(s, worker)
+                    self.counts["slices_resent"] += 1
 
 
 def _scope(run_dir: Path) -> str:

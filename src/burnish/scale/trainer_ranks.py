@@ -36,11 +36,11 @@ _OPS = {"sum": "SUM", "max": "MAX"}
 
 
 def all_reduce(tensor: torch.Tensor, op: str) -> None:
-    """`torch.distributed.all_reduce` of a CPU tensor in place (through the device for NCCL)."""
+    """`torch.distributed.all_reduce` in place (a CPU tensor goes through the GPU for NCCL)."""
     import torch.distributed as dist
 
     reduce_op = getattr(dist.ReduceOp, _OPS[op])
-    if dist.get_backend() == "nccl":
+    if dist.get_backend() == "nccl" and not tensor.is_cuda:  # metric sums live on the CPU
         on_device = tensor.cuda()
         dist.all_reduce(on_device, op=reduce_op)
         tensor.copy_(on_device.cpu())
