@@ -1,7 +1,6 @@
 """A real local Ray cluster (2 CPUs, no dashboard) shared by the scale tests, and a tiny model.
 
-Every actor of these tests asks for half a CPU (`scale.actor_cpus=0.5`), so two rollout workers
-and a trainer rank fit the 2-CPU cluster.
+Every actor of these tests asks for half a CPU (`scale_helpers.scaled`).
 """
 
 import os
@@ -38,8 +37,3 @@ def tiny_dir(tmp_path_factory):
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
-
-
-def scaled(*extra):
-    """Overrides that place a run's actors on the test cluster."""
-    return ["scale.actor_cpus=0.5", *extra]

@@ -8,7 +8,7 @@ import os
 import signal
 
 import pytest
-from conftest import scaled
+from scale_helpers import scaled
 
 from burnish.config import load_config
 from burnish.store import RunStore

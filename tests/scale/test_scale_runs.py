@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import scaled
+from scale_helpers import scaled
 
 from burnish.config import load_config, save_config
 from burnish.store import RunStore

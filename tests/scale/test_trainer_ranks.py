@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import scaled
+from scale_helpers import scaled
 
 from burnish.config import load_config
 from burnish.store import RunStore
