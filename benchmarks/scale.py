@@ -10,7 +10,8 @@ local Ray cluster started here (2 CPUs):
 - `w2-async1-r2`: the same with 2 trainer ranks (gloo).
 
 Steps/s and samples/s are taken over the steps after the first `--warmup` (worker start-up and
-the evaluations before and after the run are not counted). The single-process run's per-step
+the evaluations before and after the run are not counted); with `--repeats N` the runs are
+interleaved N times and each figure is the median over the repeats (the machine is shared). The single-process run's per-step
 phases (`time/sample`: rollouts and scoring; the rest of `time/step`: the update, monitors,
 logging) then drive a discrete-event simulation of one 8-GPU node: rollout of step i starts
 when the rollout pool finished step i-1 and the policy of step i-k exists; training of step i
@@ -19,7 +20,7 @@ GPUs (independent vLLM servers), training time by the trainer GPUs (data paralle
 an upper bound. The per-step rollout times keep their measured spread (dynamic sampling's extra
 rounds), which is what staleness 2 absorbs better than 1.
 
-    python benchmarks/scale.py [--steps 30] [--warmup 3] [--skip-runs]
+    python benchmarks/scale.py [--steps 30] [--warmup 3] [--repeats 3] [--runs single ...]
 """
 
 from __future__ import annotations
@@ -85,6 +86,16 @@ def measure(name: str, extra: list[str], steps: int, warmup: int, root: str) -> 
     }
 
 
+def _median(name: str, runs: list[dict]) -> dict:
+    """The median of each figure over repeats; the per-step phases of every repeat pooled."""
+    out: dict = {"run": name, "repeats": [r["steps_per_s"] for r in runs]}
+    for key in ("steps_per_s", "samples_per_s", "wait_sample_s", "step_s", "staleness_mean"):
+        out[key] = statistics.median(r[key] for r in runs)
+    for key in ("rollout_s", "train_s"):
+        out[key] = [x for r in runs for x in r[key]]
+    return out
+
+
 def simulate(rollout_s, train_s, n_rollout, n_train, k, colocated=False, sync_s=0.0):
     """Seconds per step of the pipeline in the module docstring (steady state over the
     steps given) and the first steps' (rollout start, rollout end, train end)."""
@@ -138,27 +149,33 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--runs", nargs="*", default=list(RUNS))
     p.add_argument("--json", default=None, help="also write the measurements here")
     args = p.parse_args()
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20)
-    results = []
+    each: dict[str, list[dict]] = {name: [] for name in args.runs}
     with tempfile.TemporaryDirectory() as root:
-        for name in args.runs:
-            results.append(measure(name, RUNS[name], args.steps, args.warmup, root))
-            r = results[-1]
-            print(f"{name}: {r['steps_per_s']:.2f} steps/s", file=sys.stderr)
+        for i in range(args.repeats):
+            for name in args.runs:
+                r = measure(name, RUNS[name], args.steps, args.warmup, f"{root}/{i}")
+                each[name].append(r)
+                print(f"{name} #{i}: {r['steps_per_s']:.2f} steps/s", file=sys.stderr)
     ray.shutdown()
+    results = [_median(name, rs) for name, rs in each.items()]
     print(
-        "| run | steps/s | samples/s | median wait for groups (s) | median step (s) | staleness |"
+        "| run | steps/s | samples/s | median wait for groups (s) | median step (s) "
+        "| staleness | steps/s of each repeat |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(
             f"| {r['run']} | {r['steps_per_s']:.2f} | {r['samples_per_s']:.0f} | "
-            f"{r['wait_sample_s']:.3f} | {r['step_s']:.3f} | {r['staleness_mean']:.2f} |"
+            f"{r['wait_sample_s']:.3f} | {r['step_s']:.3f} | {r['staleness_mean']:.2f} | "
+            + ", ".join(f"{x:.2f}" for x in r["repeats"])
+            + " |"
         )
     single = next((r for r in results if r["run"] == "single"), None)
     if single is not None:

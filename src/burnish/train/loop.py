@@ -104,6 +104,7 @@ class Run:
     trainer: Any = None
     """Who takes the optimizer step: this process, or data-parallel ranks (`[scale]`)."""
     started_ray: bool = False
+    """Whether this run started the local Ray cluster it uses (and so shuts it down)."""
 
 
 async def train_async(
@@ -266,19 +267,20 @@ def start_run(config: RunConfig, resume: bool) -> Run:
         sinks=build_sinks(config),
         probe=ForgettingProbe.build(plan.forgetting, policy),  # before any checkpoint loads
     )
-    run.source, run.trainer, run.started_ray = build_placement(
-        config, plan.collect, run.tasks, run.sampler, tokenizer, scorers, run_dir
-    )
-    checkpoints = list_checkpoints(run_dir) if resume else []
+    checkpoints, cursor = (list_checkpoints(run_dir) if resume else []), {}
     if checkpoints:
         state = load_checkpoint(checkpoints[-1], policy)
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
-        run.source.load_cursor(state.cursor)  # tasks drawn (and slices Ray workers held)
+        cursor = state.cursor
         run.monitor.load_state_dict(state.monitor)
         set_rng_state(state.rng)
         run.start, run.before = state.step, state.extra.get("before")
     store.truncate_from(run.start)  # the checkpoint's step and later ones are run again
+    run.source, run.trainer, run.started_ray = build_placement(
+        config, plan.collect, run.tasks, run.sampler, tokenizer, scorers, run_dir
+    )
+    run.source.load_cursor(cursor)  # tasks drawn (and the slices Ray workers held)
     return run
 
 
