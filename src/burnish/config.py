@@ -1,7 +1,7 @@
 """The configuration of a run: typed, grouped, documented once.
 
 A run is described by a TOML file whose tables match the models below (`[model]`, `[lora]`,
-`[env]`, `[algorithm]`, `[rollout]`, `[sampler]`, `[train]`, `[eval]`, `[log]`, `[[judges]]`,
+`[env]`, `[algorithm]`, `[rollout]`, `[sampler]`, `[scale]`, `[train]`, `[eval]`, `[log]`, `[[judges]]`,
 `[monitors]`). `--set a.b=c` overrides any field. The resolved configuration is saved as
 `config.toml` in the run directory. A bad file or field raises `ConfigError` naming the field,
 the bad value and what is allowed.
@@ -226,6 +226,53 @@ class SamplerConfig(_Section):
     """Seconds before the first retry; doubles each time."""
 
 
+class ScaleConfig(_Section):
+    """Scale-out on Ray (docs/scale.md). The defaults are the single-process run."""
+
+    rollout_workers: int = Field(default=0, ge=0)
+    """Ray actors that sample and score groups, each with its own sampler (0: the trainer's
+    process samples, as without this section)."""
+    rollout_urls: list[str] = Field(default_factory=list)
+    """Servers (vLLM, `burnish serve`; each root with `/v1`) the rollout workers drive, worker i
+    the URL i mod len; empty: every worker holds its own copy of the policy in process."""
+    trainer_workers: int = Field(default=1, ge=1)
+    """Data-parallel training ranks (torch.distributed: gloo on CPU, NCCL on GPU): the trainer's
+    process is rank 0, the others are Ray actors. 1: train in process only."""
+    judge_workers: int = Field(default=0, ge=0)
+    """Ray actors that score groups for the rollout workers (concurrent judge clients on their
+    own pool; 0: each rollout worker scores its own groups)."""
+    ray_address: str | None = None
+    """The Ray cluster to join ("auto", "ray://host:10001", "host:6379"); None: join the one
+    this process already started, else start a local one."""
+    max_off_policy_steps: int = Field(default=0, ge=0)
+    """How many optimizer steps older than the policy being trained a group may be (0:
+    synchronous: every group is sampled by the current policy); older groups are dropped."""
+    actor_cpus: float = Field(default=1.0, ge=0)
+    """CPUs each rollout worker, judge worker and trainer rank asks Ray for."""
+    actor_gpus: float = Field(default=0.0, ge=0)
+    """GPUs each in-process rollout worker and trainer rank asks Ray for (NCCL when > 0)."""
+    local_cpus: int | None = Field(default=None, ge=1)
+    """CPUs of the local cluster started when no cluster is running (None: Ray's own count)."""
+
+    @model_validator(mode="after")
+    def _workers_for_urls(self) -> ScaleConfig:
+        if self.rollout_urls and self.rollout_workers == 0:
+            raise ValueError("scale.rollout_urls needs scale.rollout_workers >= 1 to drive them")
+        if self.max_off_policy_steps and self.rollout_workers == 0:
+            raise ValueError(
+                "scale.max_off_policy_steps > 0 samples while the trainer trains, which needs "
+                "scale.rollout_workers >= 1"
+            )
+        if self.judge_workers and self.rollout_workers == 0:
+            raise ValueError("scale.judge_workers score for rollout workers: set rollout_workers")
+        return self
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the run uses Ray at all."""
+        return self.rollout_workers > 0 or self.trainer_workers > 1 or self.judge_workers > 0
+
+
 class TrainConfig(_Section):
     steps: int = Field(default=100, ge=1)
     lr: float = Field(default=1e-3, gt=0)
@@ -371,6 +418,8 @@ class RunConfig(_Section):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     """Where rollouts are sampled (in process, or an OpenAI-compatible server)."""
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
+    """Ray placement: rollout workers, trainer ranks, judge workers, async staleness."""
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     log: LogConfig = Field(default_factory=LogConfig)

@@ -208,6 +208,9 @@ class Group:
     advantages: tuple[float | None, ...] | None = None
     """One advantage per trajectory once computed (None: unscorable); None before that and for
     groups that are not kept."""
+    policy_version: int | None = None
+    """The policy that sampled the group, as the number of optimizer steps behind it (set by
+    Ray rollout workers, `burnish.scale`; None in a single-process run, where it is the step)."""
 
     def __post_init__(self) -> None:
         n = len(self.trajectories)

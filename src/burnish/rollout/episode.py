@@ -360,6 +360,7 @@ async def run_episodes(
     adapter: str | None = None,
     tool_parser: ToolCallParser | None = None,
     chat: ChatFormat | None = None,
+    first_index: int = 0,
 ) -> list[Trajectory]:
     """Run many episodes concurrently (at most `concurrency` at a time), in task order.
 
@@ -370,6 +371,9 @@ async def run_episodes(
         concurrency: episodes in flight at once; their sampler calls overlap, so a batching
             sampler sees them as one batch.
         chat: the model's chat format (None: the tokenizer's, see `run_episode`).
+        first_index: the seed index of the first task: episode i samples with
+            `derive_seed(params.seed, first_index + i)`, so a slice of a batch run elsewhere
+            (a Ray rollout worker) samples what the whole batch would have.
 
     Environment errors end only their own episode (recorded as `StopReason.ERROR`); a sampler
     failure cancels the batch and propagates.
@@ -382,7 +386,7 @@ async def run_episodes(
 
     async def one(i: int, task: Task) -> Trajectory:
         # a seeded run gives every episode its own stream, or a group's samples would be equal
-        seed = None if params.seed is None else derive_seed(params.seed, i)
+        seed = None if params.seed is None else derive_seed(params.seed, first_index + i)
         async with gate:
             return await run_episode(
                 _env_for(env_or_envs, task, i),

@@ -131,6 +131,7 @@ class OpenAISampler:
         self._adapter_dir = Path(adapter_dir or tempfile.mkdtemp(prefix="burnish-adapters-"))
         self._version = 0
         self._cleaned = False
+        self._owned: dict[str, bool] = {}
         self.current_adapter: str | None = None
         """Name the latest synced adapter is served under (None before the first sync)."""
 
@@ -155,14 +156,28 @@ class OpenAISampler:
         self._check_rank(policy)
         if not self._cleaned:
             await self._unload_leftovers()
+        name = f"{self.scope}-{self.session}-v{self._version + 1}"
+        await self._serve(save_adapter(policy, self._adapter_dir / name), name, owned=True)
+
+    async def serve_saved(self, path: str | Path) -> None:
+        """Serve an adapter another process saved at ``path`` (a path the server can read), as
+        `sync` serves the policy's; the files stay the caller's (a Ray rollout worker loads
+        what the trainer wrote)."""
+        if not self._cleaned:
+            await self._unload_leftovers()
+        await self._serve(Path(path), f"{self.scope}-{self.session}-v{self._version + 1}")
+
+    async def _serve(self, path: Path, name: str, owned: bool = False) -> None:
+        """Load the adapter at ``path`` as ``name``, then unload the previous version (and
+        delete its files when this sampler wrote them)."""
         self._version += 1
-        name = f"{self.scope}-{self.session}-v{self._version}"
-        path = save_adapter(policy, self._adapter_dir / name)
         await self._request("/load_lora_adapter", {"lora_name": name, "lora_path": str(path)})
         previous, self.current_adapter = self.current_adapter, name
         if previous is not None:
             await self._request("/unload_lora_adapter", {"lora_name": previous})
-            shutil.rmtree(self._adapter_dir / previous, ignore_errors=True)
+            if self._owned.pop(previous, False):
+                shutil.rmtree(self._adapter_dir / previous, ignore_errors=True)
+        self._owned[name] = owned
 
     async def prompt_logprobs(
         self, sequences: list[list[int]], adapter: str | None = None

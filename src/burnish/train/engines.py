@@ -9,6 +9,11 @@ Adapter names are scoped to the run: the scope is a random id written once to
 ``RUN_DIR/sampler.json`` and read back on ``--resume``, so a resumed run cleans up what its
 earlier process left on the server, and two runs on one server never touch each other's
 adapters (docs/engines.md).
+
+Placement (`[scale]`, docs/scale.md): `build_placement` gives the run's group source and
+trainer: in process (`LocalGroups`, `LocalTrainer`) by default, or Ray rollout workers
+(`burnish.scale.driver.ScaledGroups`) and data-parallel ranks
+(`burnish.scale.trainer_ranks.TrainerRanks`); Ray is only imported for the latter.
 """
 
 from __future__ import annotations
@@ -46,6 +51,46 @@ def build_sampler(config: RunConfig, policy: Any, tokenizer: Any, run_dir: Path)
         max_lora_rank=s.max_lora_rank,
         seed=config.train.seed,
     )
+
+
+def build_placement(
+    config: RunConfig,
+    settings: Any,
+    tasks: Any,
+    sampler: Sampler,
+    tokenizer: Any,
+    scorers: Any,
+    run_dir: Path,
+) -> tuple[Any, Any, bool]:
+    """The run's group source and trainer, as `config.scale` places them, and whether this
+    call started a local Ray cluster (which `close_placement` then shuts down)."""
+    from burnish.train.groups import LocalGroups
+    from burnish.train.step import LocalTrainer
+
+    s = config.scale
+    if not s.distributed:
+        return LocalGroups(settings, tasks, sampler, tokenizer, scorers), LocalTrainer(), False
+    from burnish.scale.driver import ScaledGroups, ensure_ray
+    from burnish.scale.trainer_ranks import TrainerRanks
+
+    started = ensure_ray(config)
+    trainer: Any = TrainerRanks(config) if s.trainer_workers > 1 else LocalTrainer()
+    source: Any = (
+        ScaledGroups(config, settings, tasks, run_dir)
+        if s.rollout_workers > 0
+        else LocalGroups(settings, tasks, sampler, tokenizer, scorers)
+    )
+    return source, trainer, started
+
+
+async def close_placement(source: Any, trainer: Any, started_ray: bool) -> None:
+    """Stop the Ray workers and ranks, and the local cluster the run started."""
+    await source.close()
+    trainer.close()
+    if started_ray:
+        import ray
+
+        ray.shutdown()
 
 
 def run_scope(run_dir: Path) -> str:

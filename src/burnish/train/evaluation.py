@@ -72,6 +72,7 @@ async def finish_run(run: Run, t0: float) -> dict[str, Any]:
         "compute": {
             k: int(sum(s.get(f"compute/{k}", 0) for s in steps)) for k in ("samples", "tokens")
         },
+        "scale": scale_summary(run),
         "alerts": [
             {"rule": a["rule"], "step": a["step"], "signal": a["signal"], "evidence": a["evidence"]}
             for a in store.alerts()
@@ -80,6 +81,18 @@ async def finish_run(run: Run, t0: float) -> dict[str, Any]:
     (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     write_report(run.run_dir)
     return summary
+
+
+def scale_summary(run: Run) -> dict[str, Any]:
+    """Where the run sampled and trained (`[scale]` as used) and what its Ray workers did."""
+    s = run.config.scale
+    return {
+        "rollout_workers": s.rollout_workers,
+        "trainer_workers": s.trainer_workers,
+        "judge_workers": s.judge_workers,
+        "max_off_policy_steps": s.max_off_policy_steps,
+        **run.source.stats(),
+    }
 
 
 def _headline(per_env: dict[str, dict[str, Any]]) -> dict[str, float]:

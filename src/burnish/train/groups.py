@@ -127,6 +127,40 @@ async def collect_groups(
     return groups, stats
 
 
+@dataclass
+class LocalGroups:
+    """The run's groups sampled in this process (`collect_groups`); `burnish.scale.driver`'s
+    `ScaledGroups` is the same source over Ray rollout workers."""
+
+    settings: CollectSettings
+    tasks: TaskCursor
+    sampler: Any
+    tokenizer: Any
+    scorers: Sequence[ScorerSpec]
+
+    async def collect(self, step: int) -> tuple[list[Group], dict[str, float]]:
+        return await collect_groups(
+            self.settings, self.tasks, self.sampler, self.tokenizer, self.scorers, step
+        )
+
+    async def sync(self, policy: Any, version: int) -> None:
+        """Nothing to do: the sampler shares the policy (or `Sampler.sync` serves it)."""
+
+    def cursor(self) -> dict[str, Any]:
+        """The data cursor a checkpoint keeps."""
+        return {"tasks": self.tasks.drawn}
+
+    def load_cursor(self, cursor: dict[str, Any]) -> None:
+        self.tasks.drawn = int(cursor.get("tasks", 0))
+
+    def stats(self) -> dict[str, Any]:
+        """What the source did beyond sampling (nothing to report in process)."""
+        return {}
+
+    async def close(self) -> None:
+        pass
+
+
 def shape_rewards(groups: Sequence[Group], settings: ShapingSettings) -> list[Group]:
     """Add the soft overlong punishment (DAPO) to every scorable reward, as a component."""
     if settings.overlong_cache is None:

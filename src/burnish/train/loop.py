@@ -35,17 +35,11 @@ from burnish.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from burnish.train.engines import build_sampler, close_sampler
+from burnish.train.engines import build_placement, build_sampler, close_placement, close_sampler
 from burnish.train.evaluation import finish_run, run_eval
 from burnish.train.export import export_weights
 from burnish.train.forgetting import ForgettingProbe
-from burnish.train.groups import (
-    TaskCursor,
-    collect_groups,
-    informative,
-    shape_rewards,
-    with_advantages,
-)
+from burnish.train.groups import TaskCursor, informative, shape_rewards, with_advantages
 from burnish.train.guards import ScorableWatch, advisories, check_run_dir, loss_advice
 from burnish.train.metrics import rollout_compute, step_metrics
 from burnish.train.plan import RunPlan
@@ -59,7 +53,6 @@ from burnish.train.setup import (
     member_envs,
 )
 from burnish.train.sinks import build_sinks
-from burnish.train.step import train_on_batch
 from burnish.train.teacher import distill_batch, load_teacher
 from burnish.types import Group
 
@@ -106,6 +99,12 @@ class Run:
     """The on-policy distillation teacher (a `[teacher]` section), else None."""
     method: str = "rl"
     """What trains the policy: "rl", "opd" (on-policy distillation), "sft" or "distill"."""
+    source: Any = None
+    """Where a step's groups come from: this process, or Ray rollout workers (`[scale]`)."""
+    trainer: Any = None
+    """Who takes the optimizer step: this process, or data-parallel ranks (`[scale]`)."""
+    started_ray: bool = False
+    """Whether this run started the local Ray cluster it uses (and so shuts it down)."""
 
 
 async def train_async(
@@ -121,6 +120,7 @@ async def train_async(
         return await _train(run, on_step, t0)
     finally:
         await close_sampler(run.sampler)
+        await close_placement(run.source, run.trainer, run.started_ray)
         close_run(run)
 
 
@@ -128,6 +128,8 @@ async def _train(run: Run, on_step: OnStep | None, t0: float) -> dict[str, Any]:
     """The steps of a started run, then its final checkpoint, weights and summary."""
     config = run.config
     await run.sampler.sync(run.policy)  # a server serves the policy as it starts (or resumes)
+    await run.source.sync(run.policy, run.start)  # and so do Ray rollout workers
+    run.trainer.start(run.policy, run.optimizer, run.scheduler)  # ranks 1.. copy rank 0
     if run.before is None:
         run.before = await run_eval(run, step=0)
     watch, advised, saved = ScorableWatch(config.train.max_unscorable_steps), False, run.start
@@ -200,9 +202,7 @@ def close_run(run: Run) -> None:
 async def rl_step(run: Run, step: int) -> tuple[list[Group], dict[str, float]]:
     """One RL step: sample and score groups, shape rewards, advantages, update, sync."""
     t0 = time.time()
-    groups, metrics = await collect_groups(
-        run.plan.collect, run.tasks, run.sampler, run.tokenizer, run.scorers, step
-    )
+    groups, metrics = await run.source.collect(step)  # in process, or Ray rollout workers
     t_sample = time.time() - t0
     groups = with_advantages(
         shape_rewards(groups, run.plan.shaping), run.plan.shaping.advantage_scale
@@ -222,12 +222,13 @@ async def rl_step(run: Run, step: int) -> tuple[list[Group], dict[str, float]]:
             metrics["compute/tokens"] += distill_metrics["distill/teacher_tokens"]
         metrics["compute/tokens"] += float(batch.lengths_B.sum()) * run.plan.step.inner_epochs
         metrics.update(
-            train_on_batch(run.policy, batch, run.plan.loss, run.optimizer, run.plan.step)
+            run.trainer.train(run.policy, batch, run.plan.loss, run.optimizer, run.plan.step)
         )
         run.scheduler.step()
         await run.sampler.sync(run.policy)  # a server: write the adapter and load it
     else:  # nothing informative this step: no update
         metrics["train/skipped"] = 1.0
+    await run.source.sync(run.policy, step + 1)  # Ray workers: queued behind what they sample
     return groups, metrics
 
 
@@ -266,16 +267,20 @@ def start_run(config: RunConfig, resume: bool) -> Run:
         sinks=build_sinks(config),
         probe=ForgettingProbe.build(plan.forgetting, policy),  # before any checkpoint loads
     )
-    checkpoints = list_checkpoints(run_dir) if resume else []
+    checkpoints, cursor = (list_checkpoints(run_dir) if resume else []), {}
     if checkpoints:
         state = load_checkpoint(checkpoints[-1], policy)
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
-        run.tasks.drawn = int(state.cursor.get("tasks", 0))
+        cursor = state.cursor
         run.monitor.load_state_dict(state.monitor)
         set_rng_state(state.rng)
         run.start, run.before = state.step, state.extra.get("before")
     store.truncate_from(run.start)  # the checkpoint's step and later ones are run again
+    run.source, run.trainer, run.started_ray = build_placement(
+        config, plan.collect, run.tasks, run.sampler, tokenizer, scorers, run_dir
+    )
+    run.source.load_cursor(cursor)  # tasks drawn (and the slices Ray workers held)
     return run
 
 
@@ -287,7 +292,7 @@ def checkpoint(run: Run, steps_done: int) -> int:
         run.optimizer.state_dict(),
         run.scheduler.state_dict(),
         rng_state(),
-        {"tasks": run.tasks.drawn},
+        run.source.cursor(),
         run.monitor.state_dict(),
         {"before": run.before},
     )

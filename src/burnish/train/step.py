@@ -13,12 +13,18 @@ Forward passes are only made when needed:
   with the old-logprob pass when both are needed).
 Micro-batches are built from rows sorted by length and trimmed to their longest row, so a
 micro-batch carries little padding.
+
+Data parallel (a `Shard`, `burnish.scale.trainer_ranks`): every rank holds the whole batch and
+trains its rows `rows[rank::world]` of each minibatch with the minibatch's own normalisers; the
+gradients are summed over the ranks (one all-reduce per optimizer step) before the clip, and the
+metrics' sums after the last step, so N ranks take the step one process takes.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +47,16 @@ class StepSettings:
     shared_prefix: bool = True
     """Run the prompt that a micro-batch's rows share once per group instead of once per row
     (`burnish.models.shared_prefix`); same log-probs and gradients up to float rounding."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of a data-parallel step (see the module docstring)."""
+
+    rank: int
+    world: int
+    all_reduce: Callable[[torch.Tensor, str], None]
+    """Reduces a tensor in place over the ranks; the op is "sum" or "max"."""
 
 
 def _micro_batches(rows: torch.Tensor, lengths_B: torch.Tensor, size: int) -> list[torch.Tensor]:
@@ -112,8 +128,10 @@ def train_on_batch(
     loss_config: LossConfig,
     optimizer: torch.optim.Optimizer,
     settings: StepSettings,
+    shard: Shard | None = None,
 ) -> dict[str, float]:
-    """Run `inner_epochs` × `minibatches` optimizer steps on one rollout batch.
+    """Run `inner_epochs` × `minibatches` optimizer steps on one rollout batch (this rank's
+    rows of it with a `shard`).
 
     Returns the metrics averaged over micro-batches (weighted by their valid tokens), plus
     `loss/total`, `grad/norm`, `train/optimizer_steps` and the sampler/trainer mismatch
@@ -134,9 +152,10 @@ def train_on_batch(
     for _ in range(settings.inner_epochs):
         for rows in torch.arange(B).chunk(settings.minibatches):
             n_tokens = float(batch.mask_B_T[rows].sum())
+            own = rows if shard is None else rows[shard.rank :: shard.world]
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for idx in _micro_batches(rows, batch.lengths_B, settings.micro_batch_size):
+            for idx in _micro_batches(own, batch.lengths_B, settings.micro_batch_size):
                 logp, ent, T = _forward(policy, batch, idx, settings, with_entropy=True)
                 mask = batch.mask_B_T[idx, :T]
                 if old_logp_B_T is None:  # on-policy: one pass, before the update
@@ -168,6 +187,8 @@ def train_on_batch(
                         maxes[k] = max(maxes.get(k, float("-inf")), float(v))
                     else:
                         sums[k] += w * float(v)
+            if shard is not None:  # the step's gradient: the sum of every rank's rows
+                _sum_grads(params, shard)
             if settings.grad_clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
             else:
@@ -177,6 +198,10 @@ def train_on_batch(
             norms.append(float(norm))
             optimizer.step()
             losses.append(step_loss)
+    if shard is not None:
+        weight_total = _reduce_metrics(
+            shard, sums, maxes, losses, mismatch if old_logp_B_T is None else None, weight_total
+        )
     metrics = {k: v / max(weight_total, 1e-12) for k, v in sums.items()}
     metrics.update(maxes)
     metrics["loss/total"] = sum(losses) / len(losses)
@@ -186,6 +211,65 @@ def train_on_batch(
         metrics["mismatch/k3"] = mismatch[0] / mismatch[1]
         metrics["mismatch/ratio_max"] = mismatch[2]
     return metrics
+
+
+class LocalTrainer:
+    """Trains in this process (`train_on_batch`); `burnish.scale.trainer_ranks.TrainerRanks` is
+    the same trainer over data-parallel ranks."""
+
+    def start(self, policy, optimizer, scheduler) -> None:
+        """Nothing to share: this process is the only rank."""
+
+    def train(self, policy, batch, loss_config, optimizer, settings) -> dict[str, float]:
+        return train_on_batch(policy, batch, loss_config, optimizer, settings)
+
+    def close(self) -> None:
+        pass
+
+
+def _sum_grads(params: list[torch.Tensor], shard: Shard) -> None:
+    """Sum the gradients over the ranks in one all-reduce (a rank without rows adds zeros)."""
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+    flat_N = torch.cat([g.reshape(-1) for g in grads])
+    shard.all_reduce(flat_N, "sum")
+    offset = 0
+    for p in params:
+        p.grad = flat_N[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+
+
+def _reduce_metrics(shard: Shard, sums, maxes, losses, mismatch, weight_total: float) -> float:
+    """Sum (max) the metric accumulators over the ranks in place; returns the summed weight.
+
+    `mismatch` is None when every rank measured it on the whole batch (nothing to add up).
+    """
+    keys, max_keys = sorted(sums), sorted(maxes)
+    counts = torch.tensor([float(len(keys)), float(len(max_keys))], dtype=torch.float64)
+    shard.all_reduce(counts, "sum")
+    if counts.tolist() != [shard.world * len(keys), shard.world * len(max_keys)]:
+        raise RuntimeError(
+            f"rank {shard.rank} has metrics {keys + max_keys}, other ranks have others "
+            f"(summed counts {counts.tolist()})"
+        )
+    extra = [0.0, 0.0] if mismatch is None else mismatch[:2]
+    summed = torch.tensor(
+        [*(sums[k] for k in keys), *losses, *extra, weight_total], dtype=torch.float64
+    )
+    shard.all_reduce(summed, "sum")
+    top = torch.tensor(
+        [*(maxes[k] for k in max_keys), float("-inf") if mismatch is None else mismatch[2]],
+        dtype=torch.float64,
+    )
+    shard.all_reduce(top, "max")
+    values = summed.tolist()
+    for i, k in enumerate(keys):
+        sums[k] = values[i]
+    losses[:] = values[len(keys) : len(keys) + len(losses)]
+    for i, k in enumerate(max_keys):
+        maxes[k] = top[i].item()
+    if mismatch is not None:
+        mismatch[:] = [*values[-3:-1], top[-1].item()]
+    return values[-1]
 
 
 def _advantages(batch: TrainBatch, idx: torch.Tensor, T: int) -> torch.Tensor:
