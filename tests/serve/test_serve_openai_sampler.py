@@ -68,9 +68,10 @@ def test_sync_serves_the_policy_and_unloads_the_previous_version(served, adapter
     remote = OpenAISampler(served.v1, BASE, adapter_dir=adapter_root / "sync")
     prompts = [tok.encode("7*6=")]
     params = SamplingParams(max_new_tokens=8, temperature=0.0)
+    v1, v2 = f"policy-{remote.session}-v1", f"policy-{remote.session}-v2"
     asyncio.run(remote.sync(policy))
-    assert remote.current_adapter == "policy-v1"
-    assert "policy-v1" in served.state.engine.store.registered
+    assert remote.current_adapter == v1
+    assert v1 in served.state.engine.store.registered
     got = asyncio.run(remote.sample(prompts, params))  # adapter=None: the synced policy
     want = _local(policy, tok, prompts, params)
     assert got[0].token_ids == want[0].token_ids
@@ -80,11 +81,11 @@ def test_sync_serves_the_policy_and_unloads_the_previous_version(served, adapter
                 p.mul_(-1.0)
     asyncio.run(remote.sync(policy))
     registered = served.state.engine.store.registered
-    assert "policy-v2" in registered and "policy-v1" not in registered
+    assert v2 in registered and v1 not in registered
     got2 = asyncio.run(remote.sample(prompts, params))
     assert got2[0].token_ids == _local(policy, tok, prompts, params)[0].token_ids
     assert got2[0].token_ids != got[0].token_ids
-    httpx.post(served.v1 + "/unload_lora_adapter", json={"lora_name": "policy-v2"}, timeout=30)
+    httpx.post(served.v1 + "/unload_lora_adapter", json={"lora_name": v2}, timeout=30)
 
 
 def test_prompt_logprobs_equal_the_models(served, reference):
