@@ -433,7 +433,7 @@ app.add_typer(tiny_app, name="tiny")
 def tiny_pretrain(
     out: str = typer.Option(..., "--out", help="Directory the model is written to."),
     seed: int = typer.Option(
-        1, "--seed", help="Seed of the initialisation and the data (1: the shipped model)."
+        0, "--seed", help="Seed of the initialisation and the data (0: the shipped model)."
     ),
     steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (default: recipe)."),
     log_every: int = typer.Option(50, help="Print the loss every this many steps (0: never)."),

@@ -235,3 +235,19 @@ def test_cli_tiny_pretrain_writes_a_loadable_model(tmp_path):
     assert record["recipe"]["steps"] == 2
     model, _ = load_model(out)
     assert sum(p.numel() for p in model.parameters()) == 616_608
+
+
+def test_shipped_recipe_is_the_default_and_vllm_servable():
+    """The plain command rebuilds the shipped model; its head size is one vLLM's CPU attention
+    accepts (it refuses 24, the size of an earlier burnish-tiny)."""
+    import inspect
+
+    from burnish.cli import tiny_pretrain
+    from burnish.models.pretrain import SHIPPED_SEED
+
+    assert inspect.signature(tiny_pretrain).parameters["seed"].default.default == SHIPPED_SEED
+    record = json.loads((tiny_model_dir() / "pretrain.json").read_text())
+    assert record["recipe"]["seed"] == SHIPPED_SEED
+    config = PretrainConfig()
+    assert record["recipe"]["num_heads"] == config.num_heads
+    assert config.hidden_size // config.num_heads in (32, 64, 80, 96, 112, 128)
