@@ -160,7 +160,10 @@ def test_sigint_says_where_to_resume(tiny_dir, tmp_path):
     while not list_checkpoints(run) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=180)
+    try:
+        _, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()  # never left running when the interrupt is not honoured
     assert proc.returncode == 130, err
     assert "can resume from" in err and "--resume" in err
 
