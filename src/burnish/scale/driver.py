@@ -55,7 +55,13 @@ log = logging.getLogger("burnish")
 def ensure_ray(config: RunConfig) -> bool:
     """Join `scale.ray_address`, or the cluster this process runs, or start a local one;
     True when this call started it (and the run shuts it down)."""
-    import ray
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError(
+            "[scale] with rollout_workers or trainer_workers > 0 needs Ray: "
+            "pip install 'burnish[ray]'"
+        ) from e
 
     if ray.is_initialized():
         return False
