@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from burnish import interrupts
 from burnish.serve.cli import serve_command
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ _SET_HELP = "Override a config field: section.field=value (repeatable)."
 @app.callback()
 def _root() -> None:
     """burnish: RL fine-tuning of language models."""
+    interrupts.install()  # before the heavy imports: an interrupt there must not get lost
 
 
 @app.command()
@@ -53,36 +55,20 @@ def train_cmd(
 ) -> None:
     """Train an adapter with RL as the config says."""
     from burnish.config import ConfigError, load_config
-    from burnish.train.guards import RunHealthError
-    from burnish.train.progress import train_with_progress
 
     try:
         cfg = load_config(config, set_)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
-    try:
-        train_with_progress(cfg, resume=resume)
-    except KeyboardInterrupt:
-        overrides = "".join(f" --set {s!r}" for s in set_)
-        _interrupted(cfg.log.run_dir, f"burnish train {config}{overrides} --resume")
-    except (ConfigError, ValueError, FileNotFoundError, RunHealthError) as e:
-        _fail(str(e))
+    overrides = "".join(f" --set {s!r}" for s in set_)
+    with interrupts.reported(cfg.log.run_dir, f"burnish train {config}{overrides} --resume"):
+        from burnish.train.guards import RunHealthError
+        from burnish.train.progress import train_with_progress  # torch, transformers
 
-
-def _interrupted(run_dir: str, resume_command: str) -> None:
-    """Say where an interrupted run can continue from, and exit 130 (as for SIGINT)."""
-    from burnish.train.checkpoint import list_checkpoints
-
-    checkpoints = list_checkpoints(Path(run_dir))
-    if checkpoints:
-        msg = (
-            f"interrupted; {run_dir} can resume from {checkpoints[-1]} "
-            f"({checkpoints[-1].name.removeprefix('step_')} steps done):\n  {resume_command}"
-        )
-    else:
-        msg = f"interrupted before the first checkpoint of {run_dir}: there is nothing to resume"
-    typer.echo(msg, err=True)
-    raise typer.Exit(130)
+        try:
+            train_with_progress(cfg, resume=resume)
+        except (ConfigError, ValueError, FileNotFoundError, RunHealthError) as e:
+            _fail(str(e))
 
 
 @app.command()
@@ -97,14 +83,22 @@ def demo(
     """The embedded default: burnish-tiny + arithmetic + DAPO + LoRA on CPU, before/after table."""
     from burnish.config import ConfigError, loads_config
     from burnish.train.demo import DEMO_CONFIG
-    from burnish.train.progress import train_with_progress
 
     try:
         run_dir = run_dir or _fresh_dir("runs/demo")
         cfg = loads_config(DEMO_CONFIG, [f"log.run_dir={run_dir!r}", *set_])
-        train_with_progress(cfg)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
+    resume_command = (
+        f"burnish train {Path(run_dir) / 'config.toml'} --resume"  # the resolved config
+    )
+    with interrupts.reported(run_dir, resume_command):
+        from burnish.train.progress import train_with_progress  # torch, transformers
+
+        try:
+            train_with_progress(cfg)
+        except (ConfigError, ValueError, FileNotFoundError) as e:
+            _fail(str(e))
 
 
 @app.command()

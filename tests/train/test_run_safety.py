@@ -145,11 +145,6 @@ def test_a_judge_that_always_fails_stops_the_run(tiny_dir, tmp_path):
             train(cfg)
 
 
-@pytest.mark.xfail(
-    reason="known bug: an interrupt is sometimes not honoured (always during the baseline "
-    "evaluation, sometimes during steps), and the run goes on; see the open performance issue",
-    strict=False,
-)
 def test_sigint_says_where_to_resume(tiny_dir, tmp_path):
     run, config = tmp_path / "r", tmp_path / "c.toml"
     config.write_text("")
@@ -171,6 +166,29 @@ def test_sigint_says_where_to_resume(tiny_dir, tmp_path):
         proc.kill()  # never left running when the interrupt is not honoured
     assert proc.returncode == 130, err
     assert "can resume from" in err and "--resume" in err
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
+def test_sigint_while_the_run_starts_up_stops_it(tiny_dir, tmp_path, delay):
+    """An interrupt while torch and transformers import (which can swallow it) still stops the
+    run, with exit code 130."""
+    run, config = tmp_path / "r", tmp_path / "c.toml"
+    config.write_text("")
+    overrides = run_overrides(tiny_dir, run, "train.steps=100000")
+    proc = subprocess.Popen(
+        [str(BIN / "burnish"), "train", str(config), *(f"--set={o}" for o in overrides)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
 
 
 def test_module_attr_environment_resolves_from_the_current_directory(tmp_path):

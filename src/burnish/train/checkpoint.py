@@ -27,8 +27,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from burnish.models import save_adapter
+from burnish.train.checkpoint_index import DONE as _DONE
+from burnish.train.checkpoint_index import list_checkpoints
 
-_DONE = "COMPLETE"
 FORMAT = 2
 """Version of the trainer-state files (1: a pickled `trainer.pt`, which is not loaded)."""
 
@@ -170,23 +171,6 @@ def save_checkpoint(run_dir: Path, policy, state: TrainerState, keep: int = 2) -
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = []
-    for p in root.iterdir():
-        if (
-            p.is_dir()
-            and p.name.startswith("step_")
-            and p.name[5:].isdigit()
-            and (p / _DONE).exists()
-        ):
-            found.append((int(p.name[5:]), p))
-    return [p for _, p in sorted(found)]
 
 
 def _load_trainer_state(path: Path) -> TrainerState:

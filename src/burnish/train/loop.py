@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from burnish import interrupts
 from burnish.config import RunConfig, save_config
 from burnish.rollout import Sampler
 from burnish.rollout.pack import pack
@@ -65,9 +66,15 @@ def train(
 ) -> dict[str, Any]:
     """Run RL training as configured; returns the summary also written to `summary.json`.
 
-    `on_step(step, metrics)` is called after every step (progress displays, tests).
+    `on_step(step, metrics)` is called after every step (progress displays, tests). An interrupt
+    recorded by `burnish.interrupts` raises `KeyboardInterrupt` (the CLI says where to resume).
     """
-    return asyncio.run(train_async(config, resume=resume, on_step=on_step))
+    try:
+        return asyncio.run(train_async(config, resume=resume, on_step=on_step))
+    except asyncio.CancelledError:
+        if interrupts.requested():  # the interrupt cancelled the run's main task
+            raise KeyboardInterrupt from None
+        raise
 
 
 @dataclass
@@ -112,7 +119,15 @@ async def train_async(
 ) -> dict[str, Any]:
     """`train` for callers that already run an event loop."""
     t0 = time.time()
-    run = start_run(config, resume)
+    with interrupts.watching(asyncio.current_task()):
+        interrupts.check()  # one that start-up code lost (an import, a model load)
+        run = start_run(config, resume)
+        return await _run(run, on_step, t0)
+
+
+async def _run(run: Run, on_step: OnStep | None, t0: float) -> dict[str, Any]:
+    """Train a started run, then close what `start_run` opened (also on errors)."""
+    config = run.config
     try:
         if config.teacher is not None:  # on-policy distillation
             run.teacher = load_teacher(config.teacher, config.model, run.tokenizer)
@@ -134,6 +149,7 @@ async def _train(run: Run, on_step: OnStep | None, t0: float) -> dict[str, Any]:
         run.before = await run_eval(run, step=0)
     watch, advised, saved = ScorableWatch(config.train.max_unscorable_steps), False, run.start
     for step in range(run.start, config.train.steps):
+        interrupts.check()
         ts = time.time()
         groups, metrics = await rl_step(run, step)
         if not advised and "loss/total" in metrics:  # settings that only the numbers reveal
