@@ -3,6 +3,7 @@ one process takes on the full batch, and a run on two ranks is the single-proces
 loosen the tolerances without an explicit decision: they are float32 reordering, no more."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -147,3 +148,62 @@ def test_two_rank_run_is_the_single_process_run(ray_cluster, tiny_dir, tmp_path)
     scale = json.loads((ranked / "summary.json").read_text())["scale"]
     assert scale["trainer_workers"] == 2 and scale["rollout_workers"] == 0
     assert summary["scale"] == scale
+
+
+@pytest.mark.slow
+def test_dead_rank_stops_the_run_then_resume_finishes_it(
+    ray_cluster, tiny_dir, tmp_path, monkeypatch
+):
+    """Rank 1 killed (ray.kill) after step 1: the next step fails within 30 s (far below the
+    120 s collective timeout) with `TrainerRankDied` naming rank 1 and `--resume`; the
+    checkpoints stay; resume=True finishes the run with every step and rollout stored once."""
+    import ray
+
+    from burnish.scale import trainer_ranks
+
+    run_dir = tmp_path / "run"
+    overrides = _overrides(
+        tiny_dir,
+        run_dir,
+        "train.steps=4",
+        "train.checkpoint_every=1",
+        *scaled("scale.trainer_workers=2", "scale.collective_timeout_s=120"),
+    )
+    made = []
+    start = trainer_ranks.TrainerRanks.start
+
+    def recording_start(self, *args):
+        made.append(self)
+        start(self, *args)
+
+    monkeypatch.setattr(trainer_ranks.TrainerRanks, "start", recording_start)
+    killed_at = []
+
+    def kill_rank_1(step, metrics):
+        if step == 1:
+            ray.kill(made[-1].ranks[0], no_restart=True)
+            killed_at.append(time.time())
+
+    with pytest.raises(trainer_ranks.TrainerRankDied) as failure:
+        train(load_config(None, overrides), on_step=kill_rank_1)
+    waited = time.time() - killed_at[0]
+    message = str(failure.value)
+    assert "trainer rank 1 " in message and "--resume" in message, message
+    assert waited < 30, f"the dead rank was noticed after {waited:.1f} s"
+    assert [s for s, _, _ in _steps(run_dir)] == [0, 1]
+    saved = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*"))
+    assert saved == ["step_1", "step_2"], saved
+    assert not (run_dir / "summary.json").exists()
+
+    summary = train(load_config(None, overrides), resume=True)
+    assert [s for s, _, _ in _steps(run_dir)] == [0, 1, 2, 3]
+    store = RunStore.open(run_dir / "run.db")
+    try:
+        sql = "SELECT step, grp, sample, COUNT(*) n FROM rollouts GROUP BY 1, 2, 3"
+        dup = [tuple(r) for r in store.conn.execute(sql) if r["n"] > 1]
+        per_step = dict(store.conn.execute("SELECT step, COUNT(*) FROM rollouts GROUP BY step"))
+    finally:
+        store.close()
+    assert not dup, dup[:5]
+    assert per_step == {s: 12 for s in range(4)}, per_step
+    assert summary["scale"]["trainer_strategy"] == "ddp"
