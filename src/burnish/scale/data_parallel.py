@@ -57,13 +57,13 @@ def wrap_ddp(policy: torch.nn.Module) -> tuple[torch.nn.Module, Callable]:
 
 def wrap_fsdp2(policy: torch.nn.Module, world: int) -> tuple[torch.nn.Module, Callable]:
     """`fully_shard` (FSDP2) of every decoder layer and then of `StepForward(policy)`, summing
-    gradients; returns the module and its accumulate context.
+    gradients (a divide factor of 1 on every sharded module); returns the module and its accumulate context.
 
     The policy's parameters become DTensor shards of this rank (their `.grad` too): the policy
     can no longer run alone (generate, evaluate, save) until gathered.
     """
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import FSDPModule, fully_shard
 
     device = next(policy.parameters()).device.type
     mesh = init_device_mesh(device, (world,))
@@ -71,7 +71,10 @@ def wrap_fsdp2(policy: torch.nn.Module, world: int) -> tuple[torch.nn.Module, Ca
         if type(layer).__name__.endswith("DecoderLayer"):
             fully_shard(layer, mesh=mesh)
     module = fully_shard(StepForward(policy), mesh=mesh)
-    module.set_gradient_divide_factor(1.0)
+    for part in module.modules():  # each layer's group reduces on its own: sum in every one
+        if isinstance(part, FSDPModule):
+            part.set_gradient_divide_factor(1.0)
+            part.set_force_sum_reduction_for_comms(True)  # a plain SUM: gloo has no PREMUL_SUM
 
     @contextlib.contextmanager
     def accumulate() -> Iterator[None]:
