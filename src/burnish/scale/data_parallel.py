@@ -57,7 +57,8 @@ def wrap_ddp(policy: torch.nn.Module) -> tuple[torch.nn.Module, Callable]:
 
 def wrap_fsdp2(policy: torch.nn.Module, world: int) -> tuple[torch.nn.Module, Callable]:
     """`fully_shard` (FSDP2) of every decoder layer and then of `StepForward(policy)`, summing
-    gradients (a divide factor of 1 on every sharded module); returns the module and its accumulate context.
+    gradients (a divide factor of 1 on every sharded module); returns the module and its
+    accumulate context. Build the optimizer after this call, over the sharded parameters.
 
     The policy's parameters become DTensor shards of this rank (their `.grad` too): the policy
     can no longer run alone (generate, evaluate, save) until gathered.

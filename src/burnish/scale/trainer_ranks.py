@@ -14,9 +14,9 @@ The gradient exchange is `DistributedDataParallel` (`scale.trainer_strategy = "d
 strategy a run takes) around a `StepForward` of the policy, with a communication hook that sums
 instead of averaging and `no_sync` on every micro-batch of an optimizer step but the last
 (`burnish.scale.data_parallel`); the metrics' sums go through `torch.distributed.all_reduce`.
-FSDP2 (`"fsdp2"`) is refused at load (`ScaleConfig`): it shards the parameters and the optimizer state over the
-ranks, while rank 0 samples, evaluates and checkpoints alone with the full weights and optimizer
-(docs/scale.md §5).
+FSDP2 (`"fsdp2"`) is refused at load (`ScaleConfig`): it shards the parameters and the
+optimizer state over the ranks, while rank 0 samples, evaluates and checkpoints alone with the
+full weights and optimizer (docs/scale.md §5); its wrapper exists and is tested for the step.
 
 Faults: a rank's process that dies breaks the collective. Rank 0 names the dead rank (Ray's
 `RayActorError` for its call) and stops the run with `TrainerRankDied`; the checkpoints written

@@ -123,9 +123,8 @@ def _forward(
     T = int(batch.lengths_B[idx].max())
     tokens, lengths = batch.tokens_B_T[idx, :T], batch.lengths_B[idx]
     share = prompt_lengths(batch.mask_B_T[idx, :T], lengths) if settings.shared_prefix else None
-    run = _logprobs if shard is None else shard.forward
-    wrapped_policy = () if shard is not None else (policy,)
-    logp, ent = run(*wrapped_policy, tokens, lengths, share, settings.temperature, with_entropy)
+    args = (tokens, lengths, share, settings.temperature, with_entropy)
+    logp, ent = _logprobs(policy, *args) if shard is None else shard.forward(*args)
     return logp, ent, T
 
 
