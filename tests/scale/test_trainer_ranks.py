@@ -7,13 +7,13 @@ import time
 
 import pytest
 import torch
-from scale_helpers import scaled
+from scale_helpers import moved_lora_policy, scaled
 
 from burnish.config import load_config
 from burnish.store import RunStore
 from burnish.train.loop import train
 from burnish.train.plan import RunPlan
-from burnish.train.setup import build_env, build_optimizer, build_policy
+from burnish.train.setup import build_env
 from burnish.train.step import train_on_batch
 from burnish.types import TrainBatch
 
@@ -55,17 +55,6 @@ def _batch(B=7, T=12, seed=1) -> TrainBatch:
     )
 
 
-def _policy(config):
-    policy, _ = build_policy(config.model, config.lora, seed=config.train.seed)
-    with torch.no_grad():  # LoRA B starts at 0; move it so every LoRA weight has a gradient
-        g = torch.Generator().manual_seed(7)
-        for name, p in policy.named_parameters():
-            if p.requires_grad and "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    optimizer, scheduler = build_optimizer(config.train, policy)
-    return policy, optimizer, scheduler
-
-
 @pytest.mark.parametrize("loss", ["dapo", "grpo"])
 def test_two_ranks_same_gradient_as_one(ray_cluster, tiny_dir, tmp_path, loss, monkeypatch):
     """Gradient and updated weights of one step: 2 ranks with DDP (rows split 4/3, micro-batches
@@ -98,10 +87,10 @@ def test_two_ranks_same_gradient_as_one(ray_cluster, tiny_dir, tmp_path, loss, m
     plan = RunPlan.from_config(config, build_env(config.env))
     batch = _batch()
 
-    one, opt1, _ = _policy(config)
+    one, opt1, _ = moved_lora_policy(config)
     m1 = train_on_batch(one, batch, plan.loss, opt1, plan.step)
 
-    two, opt2, sched2 = _policy(config)
+    two, opt2, sched2 = moved_lora_policy(config)
     ranks = TrainerRanks(config)
     try:
         ranks.start(two, opt2, sched2)
@@ -231,7 +220,7 @@ def test_fsdp2_two_ranks_same_gradient_as_one(tiny_dir, tmp_path, loss):
     7.5e-9 off, weights 4.8e-6). A step-level check: a run refuses
     "fsdp2" at load (tests/train/test_scale_config.py)."""
     import torch.multiprocessing as mp
-    from scale_helpers import moved_lora_policy, sharded_step
+    from scale_helpers import sharded_step
 
     from burnish.scale.trainer_ranks import init_method
 
@@ -261,3 +250,38 @@ def test_fsdp2_two_ranks_same_gradient_as_one(tiny_dir, tmp_path, loss):
     assert two["metrics"]["loss/total"] == pytest.approx(m1["loss/total"], rel=1e-5, abs=1e-8)
     assert two["metrics"]["grad/norm"] == pytest.approx(m1["grad/norm"], rel=1e-5)
     assert m1["grad/norm"] > 1e-3
+
+
+def test_a_rank_without_rows_in_a_minibatch_still_reduces(ray_cluster, tiny_dir, tmp_path):
+    """7 rows in 3 minibatches are chunks of 3, 3 and 1: rank 1 has no row of the last one and
+    runs a stand-in row with a zero loss (else DDP's reduction would wait for it). The three
+    steps equal one process's: the last gradient within rtol 1e-5, atol 1e-7, the weights
+    within 1e-4 (three AdamW steps near eps, see above), the mean loss within 1e-5."""
+    from burnish.scale.trainer_ranks import TrainerRanks
+
+    overrides = _overrides(
+        tiny_dir,
+        tmp_path / "run",
+        "train.minibatches=3",
+        "train.grad_clip=1e9",
+        *scaled("scale.trainer_workers=2"),
+    )
+    config = load_config(None, overrides)
+    plan = RunPlan.from_config(config, build_env(config.env))
+    batch = _batch()
+    one, opt1, _ = moved_lora_policy(config)
+    m1 = train_on_batch(one, batch, plan.loss, opt1, plan.step)
+    two, opt2, sched2 = moved_lora_policy(config)
+    ranks = TrainerRanks(config)
+    try:
+        ranks.start(two, opt2, sched2)
+        m2 = ranks.train(two, batch, plan.loss, opt2, plan.step)
+    finally:
+        ranks.close()
+    p2 = dict(two.named_parameters())
+    for n, p in one.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(p2[n].grad, p.grad, rtol=1e-5, atol=1e-7, msg=n)
+            torch.testing.assert_close(p2[n].detach(), p.detach(), rtol=0, atol=1e-4, msg=n)
+    assert m2["train/optimizer_steps"] == m1["train/optimizer_steps"] == 3.0
+    assert m2["loss/total"] == pytest.approx(m1["loss/total"], rel=1e-5, abs=1e-8)
