@@ -238,6 +238,13 @@ class ScaleConfig(_Section):
     trainer_workers: int = Field(default=1, ge=1)
     """Data-parallel training ranks (torch.distributed: gloo on CPU, NCCL on GPU): the trainer's
     process is rank 0, the others are Ray actors. 1: train in process only."""
+    trainer_strategy: Literal["ddp", "fsdp2"] = "ddp"
+    """How trainer ranks exchange gradients: "ddp" (`DistributedDataParallel`, gradients summed
+    once per optimizer step). "fsdp2" (`fully_shard`) is refused at load: rank 0 samples,
+    evaluates and checkpoints with the full weights and optimizer, which FSDP2 shards."""
+    collective_timeout_s: float = Field(default=300.0, gt=0)
+    """How long a trainer rank waits in a collective for the others (`init_process_group`'s
+    timeout); a rank whose process died is noticed at once (docs/scale.md §4)."""
     judge_workers: int = Field(default=0, ge=0)
     """Ray actors that score groups for the rollout workers (concurrent judge clients on their
     own pool; 0: each rollout worker scores its own groups)."""
@@ -265,6 +272,13 @@ class ScaleConfig(_Section):
             )
         if self.judge_workers and self.rollout_workers == 0:
             raise ValueError("scale.judge_workers score for rollout workers: set rollout_workers")
+        if self.trainer_strategy == "fsdp2":
+            raise ValueError(
+                'scale.trainer_strategy = "fsdp2" is not supported by a run: FSDP2 (fully_shard) '
+                "shards the parameters and the optimizer state over the trainer ranks, but rank 0 "
+                "samples, evaluates and writes checkpoints alone with the full weights and the "
+                'full optimizer state; use "ddp" (docs/scale.md §5)'
+            )
         return self
 
     @property

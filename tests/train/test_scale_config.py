@@ -19,6 +19,12 @@ from burnish.train.loop import train
         (["scale.judge_workers=2"], "judge_workers score for rollout workers"),
         (["scale.trainer_workers=0"], "scale.trainer_workers"),
         (["scale.rollout_worker=2"], "did you mean 'rollout_workers'"),
+        (
+            ["scale.trainer_workers=2", "scale.trainer_strategy='fsdp2'"],
+            "rank 0 samples, evaluates and writes checkpoints alone",
+        ),
+        (["scale.trainer_strategy='zero3'"], "'ddp' or 'fsdp2'"),
+        (["scale.collective_timeout_s=0"], "scale.collective_timeout_s"),
     ],
 )
 def test_scale_config_refusals(overrides, message):
@@ -42,6 +48,7 @@ def test_single_process_run_never_imports_ray(tiny_dir, tmp_path, monkeypatch):
     assert scale == {
         "rollout_workers": 0,
         "trainer_workers": 1,
+        "trainer_strategy": "ddp",
         "judge_workers": 0,
         "max_off_policy_steps": 0,
     }

@@ -89,6 +89,7 @@ def scale_summary(run: Run) -> dict[str, Any]:
     return {
         "rollout_workers": s.rollout_workers,
         "trainer_workers": s.trainer_workers,
+        "trainer_strategy": s.trainer_strategy,
         "judge_workers": s.judge_workers,
         "max_off_policy_steps": s.max_off_policy_steps,
         **run.source.stats(),

@@ -15,9 +15,11 @@ Micro-batches are built from rows sorted by length and trimmed to their longest 
 micro-batch carries little padding.
 
 Data parallel (a `Shard`, `burnish.scale.trainer_ranks`): every rank holds the whole batch and
-trains its rows `rows[rank::world]` of each minibatch with the minibatch's own normalisers; the
-gradients are summed over the ranks (one all-reduce per optimizer step) before the clip, and the
-metrics' sums after the last step, so N ranks take the step one process takes.
+trains its rows `rows[rank::world]` of each minibatch with the minibatch's own normalisers. Its
+forwards run through the shard's wrapper (DDP or FSDP2 around a `StepForward` of the policy),
+which sums the gradients over the ranks in the backward of the step's last micro-batch (the
+others run under `Shard.accumulate`), before the clip; the metrics' sums are all-reduced after
+the last step. So N ranks take the step one process takes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -56,7 +58,29 @@ class Shard:
     rank: int
     world: int
     all_reduce: Callable[[torch.Tensor, str], None]
-    """Reduces a tensor in place over the ranks; the op is "sum" or "max"."""
+    """Reduces a tensor in place over the ranks (the metrics); the op is "sum" or "max"."""
+    forward: torch.nn.Module
+    """The data-parallel wrapper of `StepForward(policy)`: every forward of the step runs
+    through it, and the backward of a forward outside `accumulate` sums the gradients."""
+    accumulate: Callable[[], contextlib.AbstractContextManager]
+    """A context whose backward passes only accumulate gradients (DDP's `no_sync`)."""
+
+
+class StepForward(torch.nn.Module):
+    """One micro-batch's log-probs (and entropies) as a module's `forward`, for DDP and FSDP2.
+
+    Both arm their gradient reduction (FSDP2 also gathers the parameters) in the `forward` of
+    the module they wrap, and burnish's log-prob code never calls the policy's `forward`: it
+    runs the body and applies the LM head in chunks (`burnish.models.logprobs`). Wrapping this
+    module instead puts the whole computation inside a wrapped `forward`.
+    """
+
+    def __init__(self, policy: torch.nn.Module) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, tokens_b_T, lengths_b, share_b, temperature: float, with_entropy: bool):
+        return _logprobs(self.policy, tokens_b_T, lengths_b, share_b, temperature, with_entropy)
 
 
 def _micro_batches(rows: torch.Tensor, lengths_B: torch.Tensor, size: int) -> list[torch.Tensor]:
@@ -65,27 +89,47 @@ def _micro_batches(rows: torch.Tensor, lengths_B: torch.Tensor, size: int) -> li
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
+def _logprobs(policy, tokens_b_T, lengths_b, share_b, temperature: float, with_entropy: bool):
+    """Log-probs and entropies `[b, T]` of right-padded rows; `share_b` None: no shared prefix."""
+    if share_b is not None:
+        return shared_prefix_logprobs(
+            policy,
+            tokens_b_T,
+            lengths_b,
+            share_b,
+            temperature=temperature,
+            with_entropy=with_entropy,
+        )
+    T = tokens_b_T.shape[1]
+    attn = (torch.arange(T)[None, :] < lengths_b[:, None]).long()
+    return sequence_logprobs(
+        policy,
+        tokens_b_T,
+        attention_mask_B_T=attn,
+        temperature=temperature,
+        with_entropy=with_entropy,
+    )
+
+
 def _forward(
-    policy, batch: TrainBatch, idx: torch.Tensor, settings: StepSettings, with_entropy: bool
+    policy,
+    batch: TrainBatch,
+    idx: torch.Tensor,
+    settings: StepSettings,
+    with_entropy: bool,
+    shard: Shard | None = None,
 ):
+    """A micro-batch's log-probs and entropies `[b, T]` and T (through the shard's wrapper)."""
     T = int(batch.lengths_B[idx].max())
     tokens, lengths = batch.tokens_B_T[idx, :T], batch.lengths_B[idx]
-    temperature = settings.temperature
-    if settings.shared_prefix:
-        share = prompt_lengths(batch.mask_B_T[idx, :T], lengths)
-        logp, ent = shared_prefix_logprobs(
-            policy, tokens, lengths, share, temperature=temperature, with_entropy=with_entropy
-        )
-        return logp, ent, T
-    attn = (torch.arange(T)[None, :] < lengths[:, None]).long()
-    logp, ent = sequence_logprobs(
-        policy, tokens, attention_mask_B_T=attn, temperature=temperature, with_entropy=with_entropy
-    )
+    share = prompt_lengths(batch.mask_B_T[idx, :T], lengths) if settings.shared_prefix else None
+    args = (tokens, lengths, share, settings.temperature, with_entropy)
+    logp, ent = _logprobs(policy, *args) if shard is None else shard.forward(*args)
     return logp, ent, T
 
 
 @torch.no_grad()
-def _no_grad_pass(policy, batch, settings, *, reference: bool, with_entropy: bool):
+def _no_grad_pass(policy, batch, settings, shard, *, reference: bool, with_entropy: bool):
     """Log-probs (and entropies) of the whole batch without gradient, padded to [B, T]."""
     B, T = batch.tokens_B_T.shape
     logp_B_T = torch.zeros(B, T)
@@ -93,14 +137,16 @@ def _no_grad_pass(policy, batch, settings, *, reference: bool, with_entropy: boo
     ctx = reference_mode(policy) if reference else contextlib.nullcontext()
     with ctx:
         for idx in _micro_batches(torch.arange(B), batch.lengths_B, settings.micro_batch_size):
-            logp, ent, t = _forward(policy, batch, idx, settings, with_entropy)
+            logp, ent, t = _forward(policy, batch, idx, settings, with_entropy, shard)
             logp_B_T[idx, :t] = logp.float()
             if ent_B_T is not None:
                 ent_B_T[idx, :t] = ent.float()
     return logp_B_T, ent_B_T
 
 
-def _before_update(policy, batch: TrainBatch, loss_config: LossConfig, settings: StepSettings):
+def _before_update(
+    policy, batch: TrainBatch, loss_config: LossConfig, settings: StepSettings, shard: Shard | None
+):
     """The no-grad passes the update needs, before any weight changes: old log-probs
     (off-policy, or for the entropy gate), reference log-probs (KL), and the gate's threshold.
 
@@ -111,10 +157,12 @@ def _before_update(policy, batch: TrainBatch, loss_config: LossConfig, settings:
     old_logp_B_T = ent_B_T = ref_logp_B_T = threshold = None
     if off_policy or gate:
         old_logp_B_T, ent_B_T = _no_grad_pass(
-            policy, batch, settings, reference=False, with_entropy=gate
+            policy, batch, settings, shard, reference=False, with_entropy=gate
         )
     if loss_config.kl_coef > 0:
-        ref_logp_B_T, _ = _no_grad_pass(policy, batch, settings, reference=True, with_entropy=False)
+        ref_logp_B_T, _ = _no_grad_pass(
+            policy, batch, settings, shard, reference=True, with_entropy=False
+        )
     if gate:
         threshold = entropy_gate_threshold(
             ent_B_T, batch.mask_B_T, loss_config.entropy_gate_quantile
@@ -137,58 +185,19 @@ def train_on_batch(
     `loss/total`, `grad/norm`, `train/optimizer_steps` and the sampler/trainer mismatch
     (`mismatch/k3`, `mismatch/ratio_max`, measured before the first update).
     """
-    B = batch.size
-    need_entropy_grad = loss_config.entropy_coef != 0.0
-    old_logp_B_T, ref_logp_B_T, threshold = _before_update(policy, batch, loss_config, settings)
-    mismatch = [0.0, 0.0, float("-inf")]  # k3 sum, tokens, max ratio: sampler vs trainer
-    if old_logp_B_T is not None:  # the no-grad pass ran before any update: measure on it
-        _add_mismatch(mismatch, old_logp_B_T, batch.sampler_logp_B_T, batch.mask_B_T)
+    before = _before_update(policy, batch, loss_config, settings, shard)
+    acc = _Accumulators()
+    if before[0] is not None:  # the no-grad pass ran before any update: measure on it
+        _add_mismatch(acc.mismatch, before[0], batch.sampler_logp_B_T, batch.mask_B_T)
 
     params = [p for p in policy.parameters() if p.requires_grad]
-    sums: dict[str, float] = defaultdict(float)
-    maxes: dict[str, float] = {}
-    weight_total = 0.0
     losses, norms = [], []
     for _ in range(settings.inner_epochs):
-        for rows in torch.arange(B).chunk(settings.minibatches):
-            n_tokens = float(batch.mask_B_T[rows].sum())
-            own = rows if shard is None else rows[shard.rank :: shard.world]
+        for rows in torch.arange(batch.size).chunk(settings.minibatches):
             optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for idx in _micro_batches(own, batch.lengths_B, settings.micro_batch_size):
-                logp, ent, T = _forward(policy, batch, idx, settings, with_entropy=True)
-                mask = batch.mask_B_T[idx, :T]
-                if old_logp_B_T is None:  # on-policy: one pass, before the update
-                    old = logp.detach()
-                    _add_mismatch(mismatch, old, batch.sampler_logp_B_T[idx, :T], mask)
-                else:
-                    old = old_logp_B_T[idx, :T]
-                loss, m = policy_loss(
-                    logp,
-                    old,
-                    _advantages(batch, idx, T),
-                    mask,
-                    loss_config,
-                    ref_logp=None if ref_logp_B_T is None else ref_logp_B_T[idx, :T],
-                    entropy=ent if need_entropy_grad else ent.detach(),
-                    num_tokens=n_tokens,
-                    num_seqs=len(rows),
-                    entropy_threshold=threshold,
-                    sampler_logp=(
-                        batch.sampler_logp_B_T[idx, :T] if loss_config.tis != "none" else None
-                    ),
-                )
-                loss.backward()
-                step_loss += float(loss.detach())
-                w = float(mask.sum())
-                weight_total += w
-                for k, v in m.items():
-                    if k.endswith("max"):
-                        maxes[k] = max(maxes.get(k, float("-inf")), float(v))
-                    else:
-                        sums[k] += w * float(v)
-            if shard is not None:  # the step's gradient: the sum of every rank's rows
-                _sum_grads(params, shard)
+            losses.append(
+                _minibatch_backward(policy, batch, rows, loss_config, settings, before, acc, shard)
+            )
             if settings.grad_clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
             else:
@@ -197,20 +206,92 @@ def train_on_batch(
                 )
             norms.append(float(norm))
             optimizer.step()
-            losses.append(step_loss)
     if shard is not None:
-        weight_total = _reduce_metrics(
-            shard, sums, maxes, losses, mismatch if old_logp_B_T is None else None, weight_total
+        acc.weight = _reduce_metrics(
+            shard,
+            acc.sums,
+            acc.maxes,
+            losses,
+            acc.mismatch if before[0] is None else None,
+            acc.weight,
         )
-    metrics = {k: v / max(weight_total, 1e-12) for k, v in sums.items()}
-    metrics.update(maxes)
+    metrics = {k: v / max(acc.weight, 1e-12) for k, v in acc.sums.items()}
+    metrics.update(acc.maxes)
     metrics["loss/total"] = sum(losses) / len(losses)
     metrics["grad/norm"] = sum(norms) / len(norms)
     metrics["train/optimizer_steps"] = float(len(losses))
-    if mismatch[1]:
-        metrics["mismatch/k3"] = mismatch[0] / mismatch[1]
-        metrics["mismatch/ratio_max"] = mismatch[2]
+    if acc.mismatch[1]:
+        metrics["mismatch/k3"] = acc.mismatch[0] / acc.mismatch[1]
+        metrics["mismatch/ratio_max"] = acc.mismatch[2]
     return metrics
+
+
+@dataclass
+class _Accumulators:
+    """A step's metric sums (weighted by valid tokens), maxima and sampler/trainer mismatch."""
+
+    sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    maxes: dict[str, float] = field(default_factory=dict)
+    weight: float = 0.0
+    mismatch: list[float] = field(default_factory=lambda: [0.0, 0.0, float("-inf")])
+    """k3 sum, tokens, max ratio: sampler vs trainer."""
+
+
+def _minibatch_backward(
+    policy, batch, rows, loss_config, settings, before, acc: _Accumulators, shard
+) -> float:
+    """Forward and backward of this rank's micro-batches of one minibatch; returns the loss.
+
+    Gradients accumulate over the micro-batches; with a shard, the last backward sums them over
+    the ranks. A rank left without rows (an uneven last minibatch) runs one row with a zero loss,
+    so that it still takes part in that reduction.
+    """
+    old_logp_B_T, ref_logp_B_T, threshold = before
+    n_tokens = float(batch.mask_B_T[rows].sum())
+    own = rows if shard is None else rows[shard.rank :: shard.world]
+    micro = _micro_batches(
+        own if len(own) else rows[:1], batch.lengths_B, settings.micro_batch_size
+    )
+    step_loss = 0.0
+    for i, idx in enumerate(micro):
+        last = i == len(micro) - 1
+        with contextlib.nullcontext() if shard is None or last else shard.accumulate():
+            logp, ent, T = _forward(policy, batch, idx, settings, True, shard)
+            mask = batch.mask_B_T[idx, :T]
+            if old_logp_B_T is None:  # on-policy: one pass, before the update
+                old = logp.detach()
+                if len(own):
+                    _add_mismatch(acc.mismatch, old, batch.sampler_logp_B_T[idx, :T], mask)
+            else:
+                old = old_logp_B_T[idx, :T]
+            loss, m = policy_loss(
+                logp,
+                old,
+                _advantages(batch, idx, T),
+                mask,
+                loss_config,
+                ref_logp=None if ref_logp_B_T is None else ref_logp_B_T[idx, :T],
+                entropy=ent if loss_config.entropy_coef != 0.0 else ent.detach(),
+                num_tokens=n_tokens,
+                num_seqs=len(rows),
+                entropy_threshold=threshold,
+                sampler_logp=(
+                    batch.sampler_logp_B_T[idx, :T] if loss_config.tis != "none" else None
+                ),
+            )
+            if not len(own):  # a stand-in row: reduce, but add nothing
+                (loss * 0.0).backward()
+                return 0.0
+            loss.backward()
+        step_loss += float(loss.detach())
+        w = float(mask.sum())
+        acc.weight += w
+        for k, v in m.items():
+            if k.endswith("max"):
+                acc.maxes[k] = max(acc.maxes.get(k, float("-inf")), float(v))
+            else:
+                acc.sums[k] += w * float(v)
+    return step_loss
 
 
 class LocalTrainer:
@@ -225,17 +306,6 @@ class LocalTrainer:
 
     def close(self) -> None:
         pass
-
-
-def _sum_grads(params: list[torch.Tensor], shard: Shard) -> None:
-    """Sum the gradients over the ranks in one all-reduce (a rank without rows adds zeros)."""
-    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
-    flat_N = torch.cat([g.reshape(-1) for g in grads])
-    shard.all_reduce(flat_N, "sum")
-    offset = 0
-    for p in params:
-        p.grad = flat_N[offset : offset + p.numel()].view_as(p)
-        offset += p.numel()
 
 
 def _reduce_metrics(shard: Shard, sums, maxes, losses, mismatch, weight_total: float) -> float:
