@@ -59,6 +59,11 @@ class Shard:
     """Reduces a tensor in place over the ranks; the op is "sum" or "max"."""
 
 
+def _device(policy) -> torch.device:
+    """Where the policy's weights are: the batch stays on the CPU, each micro-batch goes there."""
+    return next(policy.parameters()).device
+
+
 def _micro_batches(rows: torch.Tensor, lengths_B: torch.Tensor, size: int) -> list[torch.Tensor]:
     """Split row indices into micro-batches of similar length (longest first)."""
     order = rows[torch.argsort(lengths_B[rows], descending=True, stable=True)]
@@ -69,15 +74,16 @@ def _forward(
     policy, batch: TrainBatch, idx: torch.Tensor, settings: StepSettings, with_entropy: bool
 ):
     T = int(batch.lengths_B[idx].max())
-    tokens, lengths = batch.tokens_B_T[idx, :T], batch.lengths_B[idx]
+    dev = _device(policy)
+    tokens, lengths = batch.tokens_B_T[idx, :T].to(dev), batch.lengths_B[idx].to(dev)
     temperature = settings.temperature
     if settings.shared_prefix:
-        share = prompt_lengths(batch.mask_B_T[idx, :T], lengths)
+        share = prompt_lengths(batch.mask_B_T[idx, :T].to(dev), lengths)
         logp, ent = shared_prefix_logprobs(
             policy, tokens, lengths, share, temperature=temperature, with_entropy=with_entropy
         )
         return logp, ent, T
-    attn = (torch.arange(T)[None, :] < lengths[:, None]).long()
+    attn = (torch.arange(T, device=dev)[None, :] < lengths[:, None]).long()
     logp, ent = sequence_logprobs(
         policy, tokens, attention_mask_B_T=attn, temperature=temperature, with_entropy=with_entropy
     )
@@ -94,9 +100,9 @@ def _no_grad_pass(policy, batch, settings, *, reference: bool, with_entropy: boo
     with ctx:
         for idx in _micro_batches(torch.arange(B), batch.lengths_B, settings.micro_batch_size):
             logp, ent, t = _forward(policy, batch, idx, settings, with_entropy)
-            logp_B_T[idx, :t] = logp.float()
+            logp_B_T[idx, :t] = logp.float().cpu()
             if ent_B_T is not None:
-                ent_B_T[idx, :t] = ent.float()
+                ent_B_T[idx, :t] = ent.float().cpu()
     return logp_B_T, ent_B_T
 
 
@@ -145,6 +151,7 @@ def train_on_batch(
         _add_mismatch(mismatch, old_logp_B_T, batch.sampler_logp_B_T, batch.mask_B_T)
 
     params = [p for p in policy.parameters() if p.requires_grad]
+    dev = _device(policy)
     sums: dict[str, float] = defaultdict(float)
     maxes: dict[str, float] = {}
     weight_total = 0.0
@@ -157,26 +164,25 @@ def train_on_batch(
             step_loss = 0.0
             for idx in _micro_batches(own, batch.lengths_B, settings.micro_batch_size):
                 logp, ent, T = _forward(policy, batch, idx, settings, with_entropy=True)
-                mask = batch.mask_B_T[idx, :T]
+                mask = batch.mask_B_T[idx, :T].to(dev)
+                sampler_logp = batch.sampler_logp_B_T[idx, :T].to(dev)
                 if old_logp_B_T is None:  # on-policy: one pass, before the update
                     old = logp.detach()
-                    _add_mismatch(mismatch, old, batch.sampler_logp_B_T[idx, :T], mask)
+                    _add_mismatch(mismatch, old, sampler_logp, mask)
                 else:
-                    old = old_logp_B_T[idx, :T]
+                    old = old_logp_B_T[idx, :T].to(dev)
                 loss, m = policy_loss(
                     logp,
                     old,
-                    _advantages(batch, idx, T),
+                    _advantages(batch, idx, T).to(dev),
                     mask,
                     loss_config,
-                    ref_logp=None if ref_logp_B_T is None else ref_logp_B_T[idx, :T],
+                    ref_logp=None if ref_logp_B_T is None else ref_logp_B_T[idx, :T].to(dev),
                     entropy=ent if need_entropy_grad else ent.detach(),
                     num_tokens=n_tokens,
                     num_seqs=len(rows),
                     entropy_threshold=threshold,
-                    sampler_logp=(
-                        batch.sampler_logp_B_T[idx, :T] if loss_config.tis != "none" else None
-                    ),
+                    sampler_logp=sampler_logp if loss_config.tis != "none" else None,
                 )
                 loss.backward()
                 step_loss += float(loss.detach())
