@@ -12,8 +12,9 @@ environment's python::
 
 The server is started as ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm serve``
 console script of some CPU wheels fails on the package name) with ``--enforce-eager`` and
-``--dtype float32``, in a process group of its own; `VLLMServer.stop` ends that group (SIGTERM,
-then SIGKILL after a grace period), so no engine worker outlives it. Its output goes to a log
+``--dtype float32`` by default (the CPU backend's settings; `benchmarks/gpu.py` passes others),
+in a process group of its own; `VLLMServer.stop` ends that group (SIGTERM, then SIGKILL after a
+grace period), so no engine worker outlives it. Its output goes to a log
 file whose tail is quoted if it fails to come up.
 
 `vllm_python()` finds the interpreter: the ``BURNISH_VLLM_PYTHON`` environment variable, else
@@ -122,6 +123,8 @@ def start_vllm(
     enable_lora: bool = False,
     max_lora_rank: int = 16,
     runtime_lora_updating: bool = True,
+    dtype: str = "float32",
+    enforce_eager: bool = True,
     kv_cache_bytes: int | None = 1 << 30,
     extra_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
@@ -138,6 +141,9 @@ def start_vllm(
         enable_lora: start with ``--enable-lora --max-lora-rank max_lora_rank``.
         runtime_lora_updating: set ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` (so adapters can be
             loaded with ``POST /v1/load_lora_adapter``); only with `enable_lora`.
+        dtype: ``--dtype`` of the served weights (float32 on a CPU; bfloat16 on a GPU).
+        enforce_eager: pass ``--enforce-eager`` (no CUDA graphs or compilation: the CPU
+            backend's mode, and the fastest start); False lets a GPU server capture graphs.
         kv_cache_bytes: ``--kv-cache-memory-bytes`` (default 1 GiB; None: vLLM's own choice).
             Without an explicit size vLLM's CPU worker reserves ``--gpu-memory-utilization``
             (0.92) of the memory node's total and refuses to start when that much is not free,
@@ -162,14 +168,15 @@ def start_vllm(
         str(model_dir),
         "--served-model-name",
         served_model_name,
-        "--enforce-eager",
         "--dtype",
-        "float32",
+        dtype,
         "--host",
         HOST,
         "--port",
         str(port),
     ]
+    if enforce_eager:
+        command.append("--enforce-eager")
     if enable_lora:
         command += ["--enable-lora", "--max-lora-rank", str(max_lora_rank)]
     if kv_cache_bytes is not None:

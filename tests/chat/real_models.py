@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,18 +145,21 @@ def _corpus() -> list[str]:
     return lines
 
 
-def build_tokenizer(fx: Fixture) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with `fx`'s special and added tokens and chat template."""
+def build_tokenizer(
+    fx: Fixture, vocab_size: int = 700, corpus: Iterable[str] | None = None
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with `fx`'s special and added tokens and chat template,
+    trained to at most `vocab_size` tokens on `corpus` (default a small built-in one)."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=700,
+        vocab_size=vocab_size,
         special_tokens=[*fx.special, *fx.added],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer)
+    tok.train_from_iterator(_corpus() if corpus is None else corpus, trainer)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in fx.special])
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in fx.added])
     fast = PreTrainedTokenizerFast(

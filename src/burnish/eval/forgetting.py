@@ -101,17 +101,18 @@ def sequence_kl(
         raise ValueError(f"direction must be 'forward' or 'reverse'; got {direction!r}")
     p_which, q_which = ("policy", "base") if direction == "reverse" else ("base", "policy")
     out: list[float] = []
+    device = next(policy.parameters()).device  # the base model sits beside the policy
     for start in range(0, len(trajs), micro_batch):
         rows = trajs[start : start + micro_batch]
-        tokens, attn, mask = _pad(rows)
+        tokens, attn, mask = (x.to(device) for x in _pad(rows))
         with _model(policy, base, p_which) as m:
             logits_p_N_V = _logits_at(m, tokens, attn, mask)
         with _model(policy, base, q_which) as m:
             logits_q_N_V = _logits_at(m, tokens, attn, mask)
         kl_N = kl_from_logits(logits_p_N_V, logits_q_N_V, temperature)
         sel_B_T = mask[:, 1:]
-        row_N = torch.arange(len(rows))[:, None].expand_as(sel_B_T)[sel_B_T]
-        out += torch.zeros(len(rows)).index_add_(0, row_N, kl_N.float()).tolist()
+        row_N = torch.arange(len(rows), device=device)[:, None].expand_as(sel_B_T)[sel_B_T]
+        out += torch.zeros(len(rows), device=device).index_add_(0, row_N, kl_N.float()).tolist()
     return out
 
 

@@ -83,6 +83,11 @@ class StepForward(torch.nn.Module):
         return _logprobs(self.policy, tokens_b_T, lengths_b, share_b, temperature, with_entropy)
 
 
+def _device(policy) -> torch.device:
+    """Where the policy's weights are: the batch stays on the CPU, each micro-batch goes there."""
+    return next(policy.parameters()).device
+
+
 def _micro_batches(rows: torch.Tensor, lengths_B: torch.Tensor, size: int) -> list[torch.Tensor]:
     """Split row indices into micro-batches of similar length (longest first)."""
     order = rows[torch.argsort(lengths_B[rows], descending=True, stable=True)]
@@ -101,7 +106,7 @@ def _logprobs(policy, tokens_b_T, lengths_b, share_b, temperature: float, with_e
             with_entropy=with_entropy,
         )
     T = tokens_b_T.shape[1]
-    attn = (torch.arange(T)[None, :] < lengths_b[:, None]).long()
+    attn = (torch.arange(T, device=tokens_b_T.device)[None, :] < lengths_b[:, None]).long()
     return sequence_logprobs(
         policy,
         tokens_b_T,
@@ -121,8 +126,11 @@ def _forward(
 ):
     """A micro-batch's log-probs and entropies `[b, T]` and T (through the shard's wrapper)."""
     T = int(batch.lengths_B[idx].max())
-    tokens, lengths = batch.tokens_B_T[idx, :T], batch.lengths_B[idx]
-    share = prompt_lengths(batch.mask_B_T[idx, :T], lengths) if settings.shared_prefix else None
+    dev = _device(policy)
+    tokens, lengths = batch.tokens_B_T[idx, :T].to(dev), batch.lengths_B[idx].to(dev)
+    share = None
+    if settings.shared_prefix:
+        share = prompt_lengths(batch.mask_B_T[idx, :T].to(dev), lengths)
     args = (tokens, lengths, share, settings.temperature, with_entropy)
     logp, ent = _logprobs(policy, *args) if shard is None else shard.forward(*args)
     return logp, ent, T
@@ -138,9 +146,9 @@ def _no_grad_pass(policy, batch, settings, shard, *, reference: bool, with_entro
     with ctx:
         for idx in _micro_batches(torch.arange(B), batch.lengths_B, settings.micro_batch_size):
             logp, ent, t = _forward(policy, batch, idx, settings, with_entropy, shard)
-            logp_B_T[idx, :t] = logp.float()
+            logp_B_T[idx, :t] = logp.float().cpu()
             if ent_B_T is not None:
-                ent_B_T[idx, :t] = ent.float()
+                ent_B_T[idx, :t] = ent.float().cpu()
     return logp_B_T, ent_B_T
 
 
@@ -257,27 +265,27 @@ def _minibatch_backward(
         last = i == len(micro) - 1
         with contextlib.nullcontext() if shard is None or last else shard.accumulate():
             logp, ent, T = _forward(policy, batch, idx, settings, True, shard)
-            mask = batch.mask_B_T[idx, :T]
+            dev = logp.device  # the batch stays on the CPU; each micro-batch goes to the policy
+            mask = batch.mask_B_T[idx, :T].to(dev)
+            sampler_logp = batch.sampler_logp_B_T[idx, :T].to(dev)
             if old_logp_B_T is None:  # on-policy: one pass, before the update
                 old = logp.detach()
                 if len(own):
-                    _add_mismatch(acc.mismatch, old, batch.sampler_logp_B_T[idx, :T], mask)
+                    _add_mismatch(acc.mismatch, old, sampler_logp, mask)
             else:
-                old = old_logp_B_T[idx, :T]
+                old = old_logp_B_T[idx, :T].to(dev)
             loss, m = policy_loss(
                 logp,
                 old,
-                _advantages(batch, idx, T),
+                _advantages(batch, idx, T).to(dev),
                 mask,
                 loss_config,
-                ref_logp=None if ref_logp_B_T is None else ref_logp_B_T[idx, :T],
+                ref_logp=None if ref_logp_B_T is None else ref_logp_B_T[idx, :T].to(dev),
                 entropy=ent if loss_config.entropy_coef != 0.0 else ent.detach(),
                 num_tokens=n_tokens,
                 num_seqs=len(rows),
                 entropy_threshold=threshold,
-                sampler_logp=(
-                    batch.sampler_logp_B_T[idx, :T] if loss_config.tis != "none" else None
-                ),
+                sampler_logp=sampler_logp if loss_config.tis != "none" else None,
             )
             if not len(own):  # a stand-in row: reduce, but add nothing
                 (loss * 0.0).backward()
