@@ -136,6 +136,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     args = p.parse_args()
     for k, v in vs_trl.SHAPES[args.size].items():
         if k != "steps" or args.steps is None:

@@ -72,6 +72,8 @@ def burnish_overrides(args, run_dir: str) -> list[str]:
         f"eval.samples={4 if tiny else 1}",
         f"log.run_dir='{run_dir}'",
         "monitors.enabled=false",
+        "train.betas=[0.9, 0.999]",  # TRL's (transformers' AdamW default)
+        *args.set,
     ]
 
 
@@ -222,7 +224,7 @@ def _spawn(args, name: str, model: str, out: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--out", str(out), "--model", model]
     for flag in ("size", "steps", "prompts", "group", "max_new_tokens", "lr", "threads"):
         cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    cmd += ["--eval-tasks", str(args.eval_tasks)]
+    cmd += ["--eval-tasks", str(args.eval_tasks), *(f"--set={o}" for o in args.set)]
     with tempfile.TemporaryFile("w+") as log:
         done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=log)
         if done.returncode:
@@ -286,6 +288,13 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=None, help="steps left out of the timing")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-tasks", type=int, default=200)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="an extra burnish config override (repeatable)",
+    )
     p.add_argument("--worker", choices=("burnish", "trl"), help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()

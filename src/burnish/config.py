@@ -50,7 +50,10 @@ class ModelConfig(_Section):
     device: str = "cpu"
     trust_remote_code: bool = False
     threads: int | None = Field(default=None, ge=1)
-    """Torch CPU threads, set once (None: one per physical core, at most 2 on a busy box)."""
+    """Torch CPU threads at most (None: `OMP_NUM_THREADS`, else the CPU count)."""
+    adapt_threads: bool = True
+    """Between steps, use fewer threads while other processes keep cores busy, and go back up
+    when they stop (`burnish.models.threads.ThreadGovernor`); false: `threads` all the run."""
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra variables passed to every chat-template render, e.g. `{enable_thinking = false}`
     for Qwen3 without reasoning."""

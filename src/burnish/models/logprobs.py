@@ -75,6 +75,60 @@ def _chunk_stats(
     return logp_N, ent_N
 
 
+class _FrozenHeadLogprob(torch.autograd.Function):
+    """One chunk's log-probs (and entropies) through a frozen linear LM head, with the gradient
+    with respect to the hidden states formed in the forward pass.
+
+    ``logp_t`` depends on ``hidden_t`` alone, so its gradient is one ``[H]`` row per position,
+    ``(d logp_t / d logits_t) @ W``, which is computed while the chunk's logits exist: the backward
+    pass then scales those rows by the incoming gradient and never recomputes the ``[chunk, V]``
+    logits. That is two vocabulary-sized matmuls per chunk instead of the three of a checkpointed
+    head (forward, recomputation, gradient). The entropy's gradient is rarely needed (only with
+    an entropy bonus); when it is, the backward pass recomputes the chunk for it.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden_N_H, weight_V_H, bias_V, targets_N, temperature, softcap, with_ent):
+        raw_N_V = torch.nn.functional.linear(hidden_N_H, weight_V_H, bias_V)
+        capped_N_V = raw_N_V if softcap is None else torch.tanh(raw_N_V / softcap) * softcap
+        f32 = torch.promote_types(capped_N_V.dtype, torch.float32)  # float64 stays (gradcheck)
+        logp_N_V = torch.log_softmax(capped_N_V.to(f32) / temperature, dim=-1)
+        logp_N = logp_N_V.gather(-1, targets_N[:, None]).squeeze(-1)
+        p_N_V = logp_N_V.exp()
+        ent_N = -(p_N_V * logp_N_V.nan_to_num(neginf=0.0)).sum(-1) if with_ent else None
+        g_N_V = p_N_V.neg_()  # d logp_t / d (logits / temperature): onehot - p
+        g_N_V.scatter_add_(-1, targets_N[:, None], torch.ones_like(logp_N[:, None]))
+        if softcap is not None:
+            g_N_V.mul_(1 - torch.tanh(raw_N_V.to(f32) / softcap) ** 2)
+        grad_N_H = (g_N_V.div_(temperature).to(weight_V_H.dtype) @ weight_V_H).to(hidden_N_H.dtype)
+        ctx.save_for_backward(grad_N_H, hidden_N_H, weight_V_H, bias_V, targets_N)
+        ctx.knobs = (temperature, softcap)
+        if ent_N is None:
+            ent_N = torch.zeros_like(logp_N)
+        return logp_N, ent_N
+
+    @staticmethod
+    def backward(ctx, g_logp_N, g_ent_N):
+        grad_N_H, hidden_N_H, weight_V_H, bias_V, targets_N = ctx.saved_tensors
+        out_N_H = grad_N_H * g_logp_N[:, None].to(grad_N_H.dtype)
+        if g_ent_N is not None and bool(g_ent_N.any()):
+            temperature, softcap = ctx.knobs
+            with torch.enable_grad():
+                h_N_H = hidden_N_H.detach().requires_grad_()
+                raw_N_V = torch.nn.functional.linear(h_N_H, weight_V_H, bias_V)
+                if softcap is not None:
+                    raw_N_V = torch.tanh(raw_N_V / softcap) * softcap
+                ent_N = entropy_from_logits(raw_N_V, temperature=temperature)
+                (g_h_N_H,) = torch.autograd.grad(ent_N, h_N_H, g_ent_N)
+            out_N_H = out_N_H + g_h_N_H
+        return out_N_H, None, None, None, None, None, None
+
+
+def _frozen_linear(head: torch.nn.Module) -> bool:
+    """Whether `head` is a plain linear layer without trainable weights (LoRA leaves it so)."""
+    return type(head) is torch.nn.Linear and not any(p.requires_grad for p in head.parameters())
+
+
 def head_logprobs(
     model: torch.nn.Module,
     head: torch.nn.Module,
@@ -87,17 +141,23 @@ def head_logprobs(
 ) -> tuple[Tensor, Tensor]:
     """LM head, log-prob of `targets_N` and entropy over N positions, `chunk_size` at a time.
 
-    Each chunk's head and log-softmax are checkpointed when gradients are on, so only one
-    `[chunk_size, V]` block of logits exists at a time, in the backward pass too. Returns
-    float32 `[N]` log-probs and entropies (zeros when `with_entropy` is false).
+    When gradients are on, only one `[chunk_size, V]` block of logits exists at a time, in the
+    backward pass too: a frozen linear head (the LoRA case) runs `_FrozenHeadLogprob`, which
+    needs no recomputation; any other head (a trained or adapted one) is checkpointed per chunk.
+    Returns float32 `[N]` log-probs and entropies (zeros when `with_entropy` is false).
     """
     softcap = _softcap(model.get_base_model() if hasattr(model, "get_base_model") else model)
     use_ckpt = torch.is_grad_enabled() and hidden_N_H.requires_grad
+    frozen = use_ckpt and _frozen_linear(head)
     logps, ents = [], []
     for s in range(0, hidden_N_H.shape[0], chunk_size):
         args = (head, hidden_N_H[s : s + chunk_size], targets_N[s : s + chunk_size])
         extra = (temperature, softcap, with_entropy)
-        if use_ckpt:
+        if frozen:
+            lp, en = _FrozenHeadLogprob.apply(
+                args[1], head.weight, head.bias, args[2], temperature, softcap, with_entropy
+            )
+        elif use_ckpt:
             lp, en = checkpoint(_chunk_stats, *args, *extra, use_reentrant=False)
         else:
             lp, en = _chunk_stats(*args, *extra)

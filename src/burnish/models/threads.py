@@ -1,19 +1,22 @@
-"""One place to set torch's CPU thread count.
+"""One place to set torch's CPU thread count, and to follow what other processes leave free.
 
 On small machines thread oversubscription is the most common cause of slow CPU runs: two
 OpenMP threads per process on a 2-core machine that also runs a judge, a server or a second
-process can make a step many times slower than one thread. Call `set_threads` once, early, with a
-deliberate number (1 on a busy 2-core machine), and measure with the machine quiet.
+process can make a step many times slower than one thread (an OpenMP team waits at every
+barrier for its slowest thread, and a thread that shares its core runs at half speed). Call
+`set_threads` once, early, with a deliberate number, or let `ThreadGovernor` choose: between
+training steps it measures how many cores other processes kept busy and uses the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import torch
 
-__all__ = ["set_threads"]
+__all__ = ["ThreadGovernor", "cpu_budget", "set_threads"]
 
 _applied: int | None = None
 
@@ -48,3 +51,57 @@ def set_threads(n: int | None = None) -> int:
             torch.set_num_interop_threads(n)
     _applied = n
     return n
+
+
+def cpu_budget() -> int:
+    """The CPUs this process may run on (its affinity mask; the CPU count where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(busy seconds of the whole machine, CPU seconds of this process), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    own = os.times()
+    return (sum(fields[:8]) - idle) / hz, own.user + own.system
+
+
+class ThreadGovernor:
+    """Keeps torch's intra-op threads at the cores that other processes leave free.
+
+    `adjust()` is called between steps. Over the time since its last measurement (at least
+    `window_s`), it takes the machine's busy CPU time (`/proc/stat`) minus this process's own,
+    which is what other processes used, in cores; the thread count becomes the CPU budget minus
+    that, rounded, between 1 and `most`. On a quiet machine it stays at `most`; beside one
+    busy process on 2 cores it drops to 1 and comes back when that process ends. Where
+    `/proc/stat` does not exist it keeps `most`.
+    """
+
+    def __init__(self, most: int, window_s: float = 1.0) -> None:
+        if most < 1:
+            raise ValueError(f"thread count must be >= 1, got {most}")
+        self.most, self.window_s = most, window_s
+        self.threads = set_threads(most)
+        self._last = (time.monotonic(), _cpu_seconds())
+
+    def adjust(self) -> int:
+        """Measure and set the thread count; returns it."""
+        t0, c0 = self._last
+        now = time.monotonic()
+        if c0 is None or now - t0 < self.window_s:
+            return self.threads
+        c1 = _cpu_seconds()
+        if c1 is None:
+            return self.threads
+        others = max(0.0, (c1[0] - c0[0]) - (c1[1] - c0[1])) / (now - t0)  # cores
+        self._last = (now, c1)
+        self.threads = set_threads(max(1, min(self.most, round(cpu_budget() - others))))
+        return self.threads

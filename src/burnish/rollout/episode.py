@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -69,8 +71,31 @@ def message_dict(message: Message) -> dict[str, Any]:
     return message.to_dict()
 
 
+_MEMO: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+"""Per tokenizer, recent renders and encodings: a group's episodes all open with one prompt."""
+_MEMO_SIZE = 4096
+
+
+def _memo(tokenizer: Any) -> dict[Any, Any]:
+    try:
+        return _MEMO.setdefault(tokenizer, {})
+    except TypeError:  # a tokenizer without weak references: no memo
+        return {}
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> Any:
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
 class ChatCodec:
-    """Chat-template rendering, encoding and decoding for one tokenizer and chat format."""
+    """Chat-template rendering, encoding and decoding for one tokenizer and chat format.
+
+    Renders and encodings are remembered per tokenizer (the G episodes of a group render and
+    encode the same first prompt); both are pure functions of what the key holds.
+    """
 
     def __init__(
         self, tokenizer: Any, tools: Sequence[dict[str, Any]] = (), fmt: ChatFormat | None = None
@@ -79,14 +104,28 @@ class ChatCodec:
         self.tools = list(tools)
         self.fmt = fmt if fmt is not None else chat_format_of(tokenizer)
         self.end_ids = set(self.fmt.end_token_ids)
+        self._memo = _memo(tokenizer)
+        self._setting = (
+            json.dumps(self.tools, sort_keys=True, default=repr),
+            repr(sorted(self.fmt.template_kwargs.items())),
+            self.fmt.system_role,
+        )
 
     def render(self, messages: Sequence[Message], add_generation_prompt: bool) -> str:
+        try:
+            key = ("render", tuple(messages), add_generation_prompt, self._setting)
+            hash(key)
+        except TypeError:  # a message holding a dict (tool-call arguments): render it afresh
+            key = None
+        if key is not None and key in self._memo:
+            return self._memo[key]
         dicts = [message_dict(m) for m in messages]
         if not self.fmt.system_role:
             dicts = merge_system(dicts)
-        return render_dicts(
+        text = render_dicts(
             self.tokenizer, dicts, add_generation_prompt, self.tools, self.fmt.template_kwargs
         )
+        return text if key is None else _remember(self._memo, key, text)
 
     def delta(self, new: Sequence[Message], closed: bool) -> str:
         """The template's text for `new` messages after an assistant turn, and the generation
@@ -108,7 +147,13 @@ class ChatCodec:
         return after
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
+        key = ("encode", text)
+        ids = self._memo.get(key)
+        if ids is None:
+            ids = _remember(
+                self._memo, key, tuple(self.tokenizer.encode(text, add_special_tokens=False))
+            )
+        return list(ids)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)

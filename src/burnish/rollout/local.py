@@ -34,6 +34,7 @@ import torch
 from burnish.models.chat import end_token_ids
 from burnish.models.generate import GenerationRow, RowResult, generate_rows
 from burnish.models.lora import is_lora, reference_mode
+from burnish.models.merged import MergedCopy
 from burnish.rollout.base import Completion, SamplingParams
 from burnish.seeds import mix_seed
 
@@ -74,7 +75,8 @@ class LocalSampler:
         tokenizer: its tokenizer (the model's end-of-turn ids always stop; pad id used for left
             padding).
         max_batch_size: most rows decoded together; bigger batches are split.
-        threads: torch threads while generating; default the caller's current count.
+        threads: torch threads while generating; default the count the caller's thread has
+            when the batch starts (so it follows `burnish.models.threads.ThreadGovernor`).
         seed: seed of the generator that seeds requests without a seed; default drawn from
             torch's global RNG.
         inline: generate on the event loop's own thread (the default). torch gives every OS
@@ -84,6 +86,10 @@ class LocalSampler:
             Inline generation blocks the loop while it runs, which costs nothing when every
             waiting coroutine waits on that generation; pass False when other coroutines (a
             server, tool calls) must keep running meanwhile.
+        merge_lora: sample a LoRA policy (``adapter=None``) through a plain copy with the
+            adapter folded into its weights (`burnish.models.merged.MergedCopy`: no PEFT
+            overhead per token; refreshed whenever the adapter's weights change; up to
+            `MAX_MERGED_BYTES` of adapted weights). Same samples up to float rounding.
 
     `sample(..., adapter=)`: None samples the model as it is (the active adapter, if any);
     ``"base"`` the base model with adapters disabled; any other name a PEFT adapter loaded on
@@ -99,13 +105,14 @@ class LocalSampler:
         threads: int | None = None,
         seed: int | None = None,
         inline: bool = True,
+        merge_lora: bool = True,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
-        self.threads = threads or torch.get_num_threads()
+        self.threads = threads
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         self._rng = random.Random(seed)
@@ -115,6 +122,8 @@ class LocalSampler:
         self._pending: list[_Request] = []
         self._worker: asyncio.Task | None = None
         self._end_ids: list[int] | None = None
+        self.merge_lora = merge_lora
+        self._merged: tuple[Any, MergedCopy | None] | None = None  # (model, its copy)
 
     # ---- the Sampler protocol -------------------------------------------------------------
 
@@ -159,12 +168,13 @@ class LocalSampler:
             for r in batch:
                 by_adapter.setdefault(r.adapter, []).append(r)
             for adapter, requests in by_adapter.items():
+                threads = self.threads or torch.get_num_threads()
                 try:
                     if self.inline:  # the trainer's thread: one OpenMP team (see `inline`)
-                        results = self._generate(requests, adapter)
+                        results = self._generate(requests, adapter, threads)
                     else:
                         results = await loop.run_in_executor(
-                            self._executor, self._generate, requests, adapter
+                            self._executor, self._generate, requests, adapter, threads
                         )
                 except Exception as e:  # noqa: BLE001 - handed to every waiting caller
                     for r in requests:
@@ -199,9 +209,12 @@ class LocalSampler:
                 )
         return rows
 
-    def _generate(self, requests: list[_Request], adapter: str | None) -> list[list[Completion]]:
+    def _generate(
+        self, requests: list[_Request], adapter: str | None, threads: int
+    ) -> list[list[Completion]]:
         """Every request of one adapter in as few batches as fit (inline or on the worker)."""
-        torch.set_num_threads(self.threads)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         rows_per_request = [self._rows(r) for r in requests]
         rows = [row for rs in rows_per_request for row in rs]
         order = sorted(range(len(rows)), key=lambda k: len(rows[k].prompt))  # less padding
@@ -242,6 +255,10 @@ class LocalSampler:
     @contextlib.contextmanager
     def _policy(self, adapter: str | None) -> Iterator[torch.nn.Module]:
         """The module to run for ``adapter``, in eval mode, restoring the model's state after."""
+        merged = self._merged_copy() if adapter is None else None
+        if merged is not None:  # the policy itself is not touched
+            yield merged.refresh()
+            return
         model = self.model
         was_training = model.training
         model.eval()
@@ -256,6 +273,15 @@ class LocalSampler:
                     yield _runnable(model)
         finally:
             model.train(was_training)
+
+    def _merged_copy(self) -> MergedCopy | None:
+        """The merged copy of the current model when it can sample for it, else None."""
+        if not self.merge_lora or not is_lora(self.model):
+            return None
+        if self._merged is None or self._merged[0] is not self.model:
+            self._merged = (self.model, MergedCopy.build(self.model))
+        merged = self._merged[1]
+        return merged if merged is not None and merged.usable() else None
 
     def _eos_ids(self) -> list[int]:
         """The model's end-of-turn ids (`burnish.models.chat.end_token_ids`: tokenizer EOS,

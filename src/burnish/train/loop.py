@@ -24,6 +24,7 @@ import torch
 
 from burnish import interrupts
 from burnish.config import RunConfig, save_config
+from burnish.models.threads import ThreadGovernor
 from burnish.rollout import Sampler
 from burnish.rollout.pack import pack
 from burnish.scoring import ScorerSpec
@@ -112,6 +113,8 @@ class Run:
     """Who takes the optimizer step: this process, or data-parallel ranks (`[scale]`)."""
     started_ray: bool = False
     """Whether this run started the local Ray cluster it uses (and so shuts it down)."""
+    threads: ThreadGovernor | None = None
+    """Follows the cores other processes leave free (`model.adapt_threads`), else None."""
 
 
 async def train_async(
@@ -150,6 +153,8 @@ async def _train(run: Run, on_step: OnStep | None, t0: float) -> dict[str, Any]:
     watch, advised, saved = ScorableWatch(config.train.max_unscorable_steps), False, run.start
     for step in range(run.start, config.train.steps):
         interrupts.check()
+        if run.threads is not None:  # fewer threads while other processes keep cores busy
+            run.threads.adjust()
         ts = time.time()
         groups, metrics = await rl_step(run, step)
         if not advised and "loss/total" in metrics:  # settings that only the numbers reveal
@@ -282,6 +287,7 @@ def start_run(config: RunConfig, resume: bool) -> Run:
         monitor=RunMonitor(config.monitors, scorers),
         sinks=build_sinks(config),
         probe=ForgettingProbe.build(plan.forgetting, policy),  # before any checkpoint loads
+        threads=ThreadGovernor(torch.get_num_threads()) if config.model.adapt_threads else None,
     )
     checkpoints, cursor = (list_checkpoints(run_dir) if resume else []), {}
     if checkpoints:
