@@ -113,6 +113,8 @@ def profile(args) -> list[dict[str, float]]:
 
     clock, per_step = Clock(), []
     instrument(clock)
+    if "frozen-head" in args.without:
+        importlib.import_module("burnish.models.logprobs")._frozen_linear = lambda head: False
 
     def on_step(_step, m):
         phases = dict(clock.now)
@@ -137,6 +139,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model", default=None)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    p.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=("frozen-head",),
+        help="turn one speed-up off, to measure what it gives (repeatable)",
+    )
     args = p.parse_args()
     for k, v in vs_trl.SHAPES[args.size].items():
         if k != "steps" or args.steps is None:

@@ -34,7 +34,6 @@ import torch
 from burnish.models.chat import end_token_ids
 from burnish.models.generate import GenerationRow, RowResult, generate_rows
 from burnish.models.lora import is_lora, reference_mode
-from burnish.models.merged import MergedCopy
 from burnish.rollout.base import Completion, SamplingParams
 from burnish.seeds import mix_seed
 
@@ -86,10 +85,6 @@ class LocalSampler:
             Inline generation blocks the loop while it runs, which costs nothing when every
             waiting coroutine waits on that generation; pass False when other coroutines (a
             server, tool calls) must keep running meanwhile.
-        merge_lora: sample a LoRA policy (``adapter=None``) through a plain copy with the
-            adapter folded into its weights (`burnish.models.merged.MergedCopy`: no PEFT
-            overhead per token; refreshed whenever the adapter's weights change; up to
-            `MAX_MERGED_BYTES` of adapted weights). Same samples up to float rounding.
 
     `sample(..., adapter=)`: None samples the model as it is (the active adapter, if any);
     ``"base"`` the base model with adapters disabled; any other name a PEFT adapter loaded on
@@ -105,7 +100,6 @@ class LocalSampler:
         threads: int | None = None,
         seed: int | None = None,
         inline: bool = True,
-        merge_lora: bool = True,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -122,8 +116,6 @@ class LocalSampler:
         self._pending: list[_Request] = []
         self._worker: asyncio.Task | None = None
         self._end_ids: list[int] | None = None
-        self.merge_lora = merge_lora
-        self._merged: tuple[Any, MergedCopy | None] | None = None  # (model, its copy)
 
     # ---- the Sampler protocol -------------------------------------------------------------
 
@@ -255,10 +247,6 @@ class LocalSampler:
     @contextlib.contextmanager
     def _policy(self, adapter: str | None) -> Iterator[torch.nn.Module]:
         """The module to run for ``adapter``, in eval mode, restoring the model's state after."""
-        merged = self._merged_copy() if adapter is None else None
-        if merged is not None:  # the policy itself is not touched
-            yield merged.refresh()
-            return
         model = self.model
         was_training = model.training
         model.eval()
@@ -273,15 +261,6 @@ class LocalSampler:
                     yield _runnable(model)
         finally:
             model.train(was_training)
-
-    def _merged_copy(self) -> MergedCopy | None:
-        """The merged copy of the current model when it can sample for it, else None."""
-        if not self.merge_lora or not is_lora(self.model):
-            return None
-        if self._merged is None or self._merged[0] is not self.model:
-            self._merged = (self.model, MergedCopy.build(self.model))
-        merged = self._merged[1]
-        return merged if merged is not None and merged.usable() else None
 
     def _eos_ids(self) -> list[int]:
         """The model's end-of-turn ids (`burnish.models.chat.end_token_ids`: tokenizer EOS,
