@@ -61,6 +61,19 @@ def vllm_python() -> str | None:
     return value or None
 
 
+def require_vllm_python() -> str:
+    """`vllm_python()` for a test of the real-vLLM tier: skips the test without one, and fails
+    it instead when ``$BURNISH_REQUIRE_VLLM`` is set (CI)."""
+    import pytest
+
+    python = vllm_python()
+    if python is None:
+        if os.environ.get("BURNISH_REQUIRE_VLLM"):
+            pytest.fail("BURNISH_REQUIRE_VLLM is set but BURNISH_VLLM_PYTHON is not")
+        pytest.skip("the real-vLLM tier needs $BURNISH_VLLM_PYTHON (bash .ci/vllm_env.sh)")
+    return python
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

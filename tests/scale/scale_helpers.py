@@ -7,6 +7,20 @@ def scaled(*extra):
     return ["scale.actor_cpus=0.5", *extra]
 
 
+def rollout_counts(run_dir):
+    """The run store's (step, group, sample) keys stored more than once, and rollouts per step."""
+    from burnish.store import RunStore
+
+    store = RunStore.open(run_dir / "run.db")
+    try:
+        sql = "SELECT step, grp, sample, COUNT(*) n FROM rollouts GROUP BY 1, 2, 3"
+        dup = [tuple(r) for r in store.conn.execute(sql) if r["n"] > 1]
+        per_step = dict(store.conn.execute("SELECT step, COUNT(*) FROM rollouts GROUP BY step"))
+    finally:
+        store.close()
+    return dup, per_step
+
+
 def moved_lora_policy(config):
     """The run's policy, optimizer and scheduler, with LoRA B moved off its zero start so that
     every LoRA weight has a gradient."""

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from scale_helpers import scaled
+from scale_helpers import rollout_counts, scaled
 
 from burnish.config import load_config, save_config
 from burnish.store import RunStore
@@ -134,13 +134,7 @@ def test_sigkill_of_the_driver_then_resume(ray_cluster, tiny_dir, tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _steps(run) == list(range(8))
-    store = RunStore.open(run / "run.db")
-    try:
-        sql = "SELECT step, grp, sample, COUNT(*) n FROM rollouts GROUP BY 1, 2, 3"
-        dup = [tuple(r) for r in store.conn.execute(sql) if r["n"] > 1]
-        per_step = dict(store.conn.execute("SELECT step, COUNT(*) FROM rollouts GROUP BY step"))
-    finally:
-        store.close()
+    dup, per_step = rollout_counts(run)
     assert not dup, dup[:5]
     assert per_step == {s: 16 for s in range(8)}
     assert _scale_of(run)["max_off_policy_steps"] == 1

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import torch
-from scale_helpers import moved_lora_policy, scaled
+from scale_helpers import moved_lora_policy, rollout_counts, scaled
 
 from burnish.config import load_config
 from burnish.store import RunStore
@@ -55,6 +55,28 @@ def _batch(B=7, T=12, seed=1) -> TrainBatch:
     )
 
 
+def _one_process_and_two_ranks(config):
+    """One step of `_batch()` in this process and on 2 trainer ranks, from equal policies:
+    ``(one, its metrics, two (rank 0), its metrics, rank 1's trainable weights)``."""
+    import ray
+
+    from burnish.scale.trainer_ranks import TrainerRanks
+
+    plan = RunPlan.from_config(config, build_env(config.env))
+    batch = _batch()
+    one, opt1, _ = moved_lora_policy(config)
+    m1 = train_on_batch(one, batch, plan.loss, opt1, plan.step)
+    two, opt2, sched2 = moved_lora_policy(config)
+    ranks = TrainerRanks(config)
+    try:
+        ranks.start(two, opt2, sched2)
+        m2 = ranks.train(two, batch, plan.loss, opt2, plan.step)
+        rank1 = ray.get(ranks.ranks[0].weights.remote())
+    finally:
+        ranks.close()
+    return one, m1, two, m2, rank1
+
+
 @pytest.mark.parametrize("loss", ["dapo", "grpo"])
 def test_two_ranks_same_gradient_as_one(ray_cluster, tiny_dir, tmp_path, loss, monkeypatch):
     """Gradient and updated weights of one step: 2 ranks with DDP (rows split 4/3, micro-batches
@@ -64,7 +86,6 @@ def test_two_ranks_same_gradient_as_one(ray_cluster, tiny_dir, tmp_path, loss, m
     rounding difference into a weight difference far above its own. Rank 0's DDP reduces once
     (one bucket, the last micro-batch's backward: the first ran under `no_sync`)."""
     from burnish.scale import data_parallel
-    from burnish.scale.trainer_ranks import TrainerRanks
 
     reductions = []
     sum_hook = data_parallel._sum_hook
@@ -83,23 +104,7 @@ def test_two_ranks_same_gradient_as_one(ray_cluster, tiny_dir, tmp_path, loss, m
         "train.grad_clip=1e9",  # no clipping: compare raw gradients
         *scaled("scale.trainer_workers=2"),
     )
-    config = load_config(None, overrides)
-    plan = RunPlan.from_config(config, build_env(config.env))
-    batch = _batch()
-
-    one, opt1, _ = moved_lora_policy(config)
-    m1 = train_on_batch(one, batch, plan.loss, opt1, plan.step)
-
-    two, opt2, sched2 = moved_lora_policy(config)
-    ranks = TrainerRanks(config)
-    try:
-        ranks.start(two, opt2, sched2)
-        m2 = ranks.train(two, batch, plan.loss, opt2, plan.step)
-        import ray
-
-        rank1 = ray.get(ranks.ranks[0].weights.remote())
-    finally:
-        ranks.close()
+    one, m1, two, m2, rank1 = _one_process_and_two_ranks(load_config(None, overrides))
 
     p1 = {n: p for n, p in one.named_parameters() if p.requires_grad}
     p2 = {n: p for n, p in two.named_parameters() if p.requires_grad}
@@ -199,13 +204,7 @@ def test_dead_rank_stops_the_run_then_resume_finishes_it(
 
     summary = train(load_config(None, overrides), resume=True)
     assert [s for s, _, _ in _steps(run_dir)] == [0, 1, 2, 3]
-    store = RunStore.open(run_dir / "run.db")
-    try:
-        sql = "SELECT step, grp, sample, COUNT(*) n FROM rollouts GROUP BY 1, 2, 3"
-        dup = [tuple(r) for r in store.conn.execute(sql) if r["n"] > 1]
-        per_step = dict(store.conn.execute("SELECT step, COUNT(*) FROM rollouts GROUP BY step"))
-    finally:
-        store.close()
+    dup, per_step = rollout_counts(run_dir)
     assert not dup, dup[:5]
     assert per_step == {s: 12 for s in range(4)}, per_step
     assert summary["scale"]["trainer_strategy"] == "ddp"
@@ -257,8 +256,6 @@ def test_a_rank_without_rows_in_a_minibatch_still_reduces(ray_cluster, tiny_dir,
     runs a stand-in row with a zero loss (else DDP's reduction would wait for it). The three
     steps equal one process's: the last gradient within rtol 1e-5, atol 1e-7, the weights
     within 1e-4 (three AdamW steps near eps, see above), the mean loss within 1e-5."""
-    from burnish.scale.trainer_ranks import TrainerRanks
-
     overrides = _overrides(
         tiny_dir,
         tmp_path / "run",
@@ -266,18 +263,7 @@ def test_a_rank_without_rows_in_a_minibatch_still_reduces(ray_cluster, tiny_dir,
         "train.grad_clip=1e9",
         *scaled("scale.trainer_workers=2"),
     )
-    config = load_config(None, overrides)
-    plan = RunPlan.from_config(config, build_env(config.env))
-    batch = _batch()
-    one, opt1, _ = moved_lora_policy(config)
-    m1 = train_on_batch(one, batch, plan.loss, opt1, plan.step)
-    two, opt2, sched2 = moved_lora_policy(config)
-    ranks = TrainerRanks(config)
-    try:
-        ranks.start(two, opt2, sched2)
-        m2 = ranks.train(two, batch, plan.loss, opt2, plan.step)
-    finally:
-        ranks.close()
+    one, m1, two, m2, _ = _one_process_and_two_ranks(load_config(None, overrides))
     p2 = dict(two.named_parameters())
     for n, p in one.named_parameters():
         if p.requires_grad:

@@ -145,25 +145,36 @@ def test_a_judge_that_always_fails_stops_the_run(tiny_dir, tmp_path):
             train(cfg)
 
 
-def test_sigint_says_where_to_resume(tiny_dir, tmp_path):
+def _train_process(tiny_dir, tmp_path, *extra):
+    """`burnish train` of a long tiny run in its own process (stdout dropped, stderr kept)."""
     run, config = tmp_path / "r", tmp_path / "c.toml"
     config.write_text("")
-    overrides = run_overrides(tiny_dir, run, "train.steps=100000", "train.checkpoint_every=1")
+    overrides = run_overrides(tiny_dir, run, "train.steps=100000", *extra)
     proc = subprocess.Popen(
         [str(BIN / "burnish"), "train", str(config), *(f"--set={o}" for o in overrides)],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
+    return proc, run
+
+
+def _interrupt(proc) -> str:
+    """SIGINT, then the process's stderr once it ended (it is killed if it does not)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=90)[1]
+    finally:
+        proc.kill()  # never left running when the interrupt is not honoured
+
+
+def test_sigint_says_where_to_resume(tiny_dir, tmp_path):
+    proc, run = _train_process(tiny_dir, tmp_path, "train.checkpoint_every=1")
     deadline = time.time() + 180  # generous: a loaded 2-core machine starts the CLI slowly
     while not list_checkpoints(run) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=90)
-    finally:
-        proc.kill()  # never left running when the interrupt is not honoured
+    err = _interrupt(proc)
     assert proc.returncode == 130, err
     assert "can resume from" in err and "--resume" in err
 
@@ -172,22 +183,9 @@ def test_sigint_says_where_to_resume(tiny_dir, tmp_path):
 def test_sigint_while_the_run_starts_up_stops_it(tiny_dir, tmp_path, delay):
     """An interrupt while torch and transformers import (which can swallow it) still stops the
     run, with exit code 130."""
-    run, config = tmp_path / "r", tmp_path / "c.toml"
-    config.write_text("")
-    overrides = run_overrides(tiny_dir, run, "train.steps=100000")
-    proc = subprocess.Popen(
-        [str(BIN / "burnish"), "train", str(config), *(f"--set={o}" for o in overrides)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    proc, _ = _train_process(tiny_dir, tmp_path)
     time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=90)
-    finally:
-        proc.kill()
+    err = _interrupt(proc)
     assert proc.returncode == 130, err
 
 

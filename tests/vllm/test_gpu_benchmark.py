@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,13 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gpu_benchmark_cpu_smoke_run(tmp_path):
-    from vllm_server import vllm_python
+    from vllm_server import require_vllm_python
 
-    python = vllm_python()
-    if python is None:
-        if os.environ.get("BURNISH_REQUIRE_VLLM"):
-            pytest.fail("BURNISH_REQUIRE_VLLM is set but BURNISH_VLLM_PYTHON is not")
-        pytest.skip("the real-vLLM tier needs $BURNISH_VLLM_PYTHON (bash .ci/vllm_env.sh)")
+    python = require_vllm_python()
     out = tmp_path / "gpu.json"
     command = [
         sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 
@@ -39,13 +38,9 @@ LOGPROB_TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def vllm(tmp_path_factory):
-    from vllm_server import start_vllm, vllm_python
+    from vllm_server import require_vllm_python, start_vllm
 
-    python = vllm_python()
-    if python is None:
-        if os.environ.get("BURNISH_REQUIRE_VLLM"):
-            pytest.fail("BURNISH_REQUIRE_VLLM is set but BURNISH_VLLM_PYTHON is not")
-        pytest.skip("the real-vLLM tier needs $BURNISH_VLLM_PYTHON (bash .ci/vllm_env.sh)")
+    python = require_vllm_python()
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     with start_vllm(
         resolve_model_path(NAME), python=python, served_model_name=NAME, enable_lora=True,

@@ -102,7 +102,7 @@ class _FrozenHeadLogprob(torch.autograd.Function):
             g_N_V.mul_(1 - torch.tanh(raw_N_V.to(f32) / softcap) ** 2)
         grad_N_H = (g_N_V.div_(temperature).to(weight_V_H.dtype) @ weight_V_H).to(hidden_N_H.dtype)
         ctx.save_for_backward(grad_N_H, hidden_N_H, weight_V_H, bias_V, targets_N)
-        ctx.knobs = (temperature, softcap)
+        ctx.knobs = (temperature, softcap, with_ent)
         if ent_N is None:
             ent_N = torch.zeros_like(logp_N)
         return logp_N, ent_N
@@ -111,8 +111,8 @@ class _FrozenHeadLogprob(torch.autograd.Function):
     def backward(ctx, g_logp_N, g_ent_N):
         grad_N_H, hidden_N_H, weight_V_H, bias_V, targets_N = ctx.saved_tensors
         out_N_H = grad_N_H * g_logp_N[:, None].to(grad_N_H.dtype)
-        if g_ent_N is not None and bool(g_ent_N.any()):
-            temperature, softcap = ctx.knobs
+        temperature, softcap, with_ent = ctx.knobs
+        if with_ent and g_ent_N is not None and bool(g_ent_N.any()):  # else the zeros returned
             with torch.enable_grad():
                 h_N_H = hidden_N_H.detach().requires_grad_()
                 raw_N_V = torch.nn.functional.linear(h_N_H, weight_V_H, bias_V)

@@ -106,6 +106,7 @@ class ChatCodec:
         self.end_ids = set(self.fmt.end_token_ids)
         self._memo = _memo(tokenizer)
         self._setting = (
+            getattr(tokenizer, "chat_template", None),  # a template set later renders anew
             json.dumps(self.tools, sort_keys=True, default=repr),
             repr(sorted(self.fmt.template_kwargs.items())),
             self.fmt.system_role,
