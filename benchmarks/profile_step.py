@@ -138,6 +138,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model", default=None)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     p.add_argument(
         "--without",

@@ -71,6 +71,7 @@ def burnish_overrides(args, run_dir: str) -> list[str]:
         f"eval.n_tasks={args.eval_tasks if tiny else 1}",
         f"eval.samples={4 if tiny else 1}",
         f"log.run_dir='{run_dir}'",
+        f"train.seed={args.seed}",
         "monitors.enabled=false",
         "train.betas=[0.9, 0.999]",  # TRL's (transformers' AdamW default)
         *args.set,
@@ -125,9 +126,9 @@ def trl_run(args, out_dir: str) -> dict:
     from burnish.models.lora import DEFAULT_TARGET_MODULES
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     env = load_env("arithmetic")
-    it = iter(env.tasks("train", 0))
+    it = iter(env.tasks("train", args.seed))
     rows = [next(it) for _ in range(args.prompts * args.steps)]
     ds = Dataset.from_list(
         [
@@ -152,7 +153,7 @@ def trl_run(args, out_dir: str) -> dict:
         use_cpu=True,
         report_to=[],
         save_strategy="no",
-        seed=0,
+        seed=args.seed,
         lr_scheduler_type="constant",
         warmup_steps=0,
         max_grad_norm=1.0,
@@ -222,7 +223,7 @@ def worker(args) -> None:
 
 def _spawn(args, name: str, model: str, out: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--out", str(out), "--model", model]
-    for flag in ("size", "steps", "prompts", "group", "max_new_tokens", "lr", "threads"):
+    for flag in ("size", "steps", "prompts", "group", "max_new_tokens", "lr", "threads", "seed"):
         cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     cmd += ["--eval-tasks", str(args.eval_tasks), *(f"--set={o}" for o in args.set)]
     with tempfile.TemporaryFile("w+") as log:
@@ -287,6 +288,12 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--warmup", type=int, default=None, help="steps left out of the timing")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="both trainers' seed (burnish train.seed, TRL's seed) and the task order",
+    )
     p.add_argument("--eval-tasks", type=int, default=200)
     p.add_argument(
         "--set",

@@ -9,6 +9,7 @@ import torch
 
 from burnish.models import attach_lora, sequence_logprobs, tiny_model
 from burnish.models.shared_prefix import (
+    packed_pays,
     plan_shared_prefixes,
     prompt_lengths,
     shared_prefix_logprobs,
@@ -94,16 +95,20 @@ def _compare(policy, tokens, mask, lengths, temperature=0.7):
         )
     )
     share = prompt_lengths(mask, lengths)
-    got = run(
-        lambda: shared_prefix_logprobs(
-            policy, tokens, lengths, share, temperature=temperature, with_entropy=True, chunk_size=7
-        )
-    )
-    torch.testing.assert_close(got[0], ref[0], rtol=0, atol=1e-5)
-    torch.testing.assert_close(got[1], ref[1], rtol=0, atol=1e-5)
     assert any(float(g.abs().max()) > 1e-3 for g in ref[2]), "reference gradient is all zero"
-    for name_g, (a, b) in enumerate(zip(got[2], ref[2], strict=True)):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=f"gradient {name_g} differs")
+    for layout in ("padded", "packed"):
+        got = run(
+            lambda: shared_prefix_logprobs(
+                policy, tokens, lengths, share, temperature=temperature, with_entropy=True,
+                chunk_size=7, layout=layout,
+            )  # fmt: skip
+        )
+        torch.testing.assert_close(got[0], ref[0], rtol=0, atol=1e-5, msg=f"{layout} logp")
+        torch.testing.assert_close(got[1], ref[1], rtol=0, atol=1e-5, msg=f"{layout} entropy")
+        for name_g, (a, b) in enumerate(zip(got[2], ref[2], strict=True)):
+            torch.testing.assert_close(
+                a, b, rtol=0, atol=1e-5, msg=f"{layout}: gradient {name_g} differs"
+            )
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
@@ -158,3 +163,19 @@ def test_no_grad_and_bad_input():
         shared_prefix_logprobs(policy, tokens, lengths, share, temperature=0.0)
     with pytest.raises(ValueError, match="lengths_B"):
         shared_prefix_logprobs(policy, tokens, lengths + 100, share)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        shared_prefix_logprobs(policy, tokens, lengths, share, layout="ragged")
+
+
+def test_auto_layout_packs_short_completions_and_pads_long_ones():
+    """`packed_pays`: many short completions next to one long one pack; equal lengths pad."""
+    policy, vocab = _policy()
+    prompt = list(range(10, 16))
+    short = [prompt + [11, 2]] * 15 + [prompt + [12] * 30]
+    tokens, mask, lengths = _rows_to_batch(short, [[0] * 6 + [1] * (len(r) - 6) for r in short])
+    plan = plan_shared_prefixes(tokens, lengths, prompt_lengths(mask, lengths))
+    assert packed_pays(policy, plan, lengths)
+    even = [prompt + [11 + k % 3] * 30 for k in range(16)]
+    tokens, mask, lengths = _rows_to_batch(even, [[0] * 6 + [1] * 30 for _ in even])
+    plan = plan_shared_prefixes(tokens, lengths, prompt_lengths(mask, lengths))
+    assert not packed_pays(policy, plan, lengths)

@@ -22,6 +22,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 
+from burnish.models.lean_lora import make_lean
+
 __all__ = [
     "BASE_ROW",
     "DEFAULT_TARGET_MODULES",
@@ -121,7 +123,9 @@ def attach_lora(
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config, adapter_name=adapter_name)
+    policy = get_peft_model(model, config, adapter_name=adapter_name)
+    make_lean(policy)  # PEFT's forward without its per-call bookkeeping (bit-identical)
+    return policy
 
 
 def prepare_policy(
@@ -235,10 +239,12 @@ def load_adapter(
         raise FileNotFoundError(f"{str(path)!r} is not a PEFT adapter (no adapter_config.json)")
     if is_lora(model):
         model.load_adapter(str(path), adapter_name=adapter_name, is_trainable=is_trainable)
-        return model
-    return PeftModel.from_pretrained(
-        model, str(path), adapter_name=adapter_name, is_trainable=is_trainable
-    )
+    else:
+        model = PeftModel.from_pretrained(
+            model, str(path), adapter_name=adapter_name, is_trainable=is_trainable
+        )
+    make_lean(model)
+    return model
 
 
 BASE_ROW = "__base__"

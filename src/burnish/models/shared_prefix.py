@@ -13,6 +13,15 @@ rows (equal up to float rounding, values and gradients): causal attention makes 
 hidden state a function of the tokens up to it only, so sharing an identical prefix changes
 nothing but the amount of work.
 
+Two layouts run the same computation (`LAYOUTS`). ``padded``: the prefixes in one pass, then
+every row's suffix, padded to the longest suffix, on top of the prefix cache. ``packed``: every
+unique prefix and every row's suffix side by side in one sequence of real tokens only, with a
+block attention mask (a suffix sees its own prefix and its own earlier tokens); one pass, no
+padding, no cache copies, but attention over the whole packed sequence. ``auto`` estimates the
+work of each (`packed_pays`) and runs the cheaper: packed wins when completions are short next
+to the longest one (the padded suffix pass then computes mostly padding) and the packed
+sequence is short enough for its attention not to dominate.
+
 Departures and limits:
 - Rows must be right-padded (described by their lengths), as `TrainBatch` rows are.
 - Only the leading common prefix is shared: in multi-turn rows the later prompt segments are
@@ -37,7 +46,9 @@ from burnish.models.logprobs import (
 )
 
 __all__ = [
+    "LAYOUTS",
     "PrefixPlan",
+    "packed_pays",
     "plan_shared_prefixes",
     "prompt_lengths",
     "shared_prefix_logprobs",
@@ -47,7 +58,11 @@ __all__ = [
 _SUPPORTED_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 """Architectures whose decoder takes a `DynamicCache` with padding holes and 2D masks."""
 _SUPPORTED_ATTENTION = frozenset({None, "eager", "sdpa"})
-"""Attention kernels that honour a 2D padding mask over cache + new tokens."""
+"""Attention kernels that honour a 2D padding mask over cache + new tokens (and a 4D mask)."""
+LAYOUTS = ("auto", "padded", "packed")
+"""How `shared_prefix_logprobs` lays the rows out (see the module docstring)."""
+PACKED_MAX_TOKENS = 4096
+"""Longest packed sequence `auto` considers: its [N, N] attention mask must stay small."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +187,33 @@ def _suffix_pass(body, tokens_B_T, lengths_B, plan: PrefixPlan, cache, prefix_ma
     return out.last_hidden_state, tokens_R_S, valid_R_S, plen_R, slen_R
 
 
+def packed_pays(model: torch.nn.Module, plan: PrefixPlan, lengths_B: Tensor) -> bool:
+    """Whether the packed layout does less work than the padded one for these rows.
+
+    Per layer, a token costs about ``8H^2 + 6HI`` multiply-adds in its projections and MLP, and
+    each (query, key) pair of attention ``4H``. Padded: the prefixes padded to the longest, then
+    every suffix padded to the longest suffix against prefix + suffix keys. Packed: only real
+    tokens, but attention over the whole packed sequence. Packed sequences longer than
+    `PACKED_MAX_TOKENS` are never chosen.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config
+    h = int(config.hidden_size)
+    i = int(getattr(config, "intermediate_size", None) or 4 * h)
+    plen_R = plan.prefix_len_U[plan.prefix_of_R]
+    slen_R = lengths_B[plan.rows_R].long() - plen_R
+    n = int(plan.prefix_len_U.sum() + slen_R.sum())
+    if n > PACKED_MAX_TOKENS:
+        return False
+    u, r = plan.num_prefixes, int(plan.rows_R.numel())
+    p_max, s_max = int(plan.prefix_len_U.max()), int(slen_R.max())
+    per_token, per_pair = 8 * h * h + 6 * h * i, 4 * h
+    padded = (u * p_max + r * s_max) * per_token
+    padded += (u * p_max * p_max + r * s_max * (p_max + s_max)) * per_pair
+    packed = n * per_token + n * n * per_pair
+    return packed < padded
+
+
 def shared_prefix_logprobs(
     model: torch.nn.Module,
     tokens_B_T: Tensor,
@@ -181,6 +223,7 @@ def shared_prefix_logprobs(
     temperature: float = 1.0,
     with_entropy: bool = False,
     chunk_size: int = 512,
+    layout: str = "auto",
 ) -> tuple[Tensor, Tensor | None]:
     """`sequence_logprobs` of right-padded rows, running each shared prefix once.
 
@@ -193,17 +236,14 @@ def shared_prefix_logprobs(
         temperature: the sampling temperature the tokens were drawn with (> 0).
         with_entropy: also return the entropies.
         chunk_size: token positions whose logits exist at once.
+        layout: one of `LAYOUTS` (module docstring); ``auto`` asks `packed_pays`.
 
     Returns:
         ``(logp_B_T, entropy_B_T or None)`` as `sequence_logprobs` returns them (0 at position 0
         and at padding), float32, differentiable when grad is enabled.
 
     Raises:
-        ValueError: on bad shapes, temperature or chunk size.
-
-    Longer than most functions here on purpose: the prefix pass, the KV-cache expansion and the
-    suffix pass share index tensors and must be read together to check that every position's
-    context is exactly what a plain forward would give it.
+        ValueError: on bad shapes, temperature, chunk size or layout.
     """
     if tokens_B_T.dim() != 2:
         raise ValueError(f"tokens_B_T must be [B, T], got shape {tuple(tokens_B_T.shape)}")
@@ -218,6 +258,8 @@ def shared_prefix_logprobs(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if not supports_shared_prefix(model):
         attn = (torch.arange(T, device=tokens_B_T.device)[None, :] < lengths_B[:, None]).long()
         return sequence_logprobs(
@@ -230,12 +272,35 @@ def shared_prefix_logprobs(
         )
     lengths_B = lengths_B.to(tokens_B_T.device)
     plan = plan_shared_prefixes(tokens_B_T, lengths_B, share_B)
-    zeros_B_T = torch.zeros(B, T, dtype=torch.float32, device=tokens_B_T.device)
     if plan.rows_R.numel() == 0:  # every row has < 2 tokens: nothing is predicted
+        zeros_B_T = torch.zeros(B, T, dtype=torch.float32, device=tokens_B_T.device)
         return zeros_B_T, zeros_B_T.clone() if with_entropy else None
+    packed = layout == "packed" or (layout == "auto" and packed_pays(model, plan, lengths_B))
+    run = _packed_predictions if packed else _padded_predictions
+    hidden_N_H, targets_N, src_B_T = run(model, tokens_B_T, lengths_B, plan)
+    _, head = body_and_head(model)
+    logp_N, ent_N = head_logprobs(
+        model, head, hidden_N_H, targets_N, temperature=temperature,
+        with_entropy=with_entropy, chunk_size=chunk_size,
+    )  # fmt: skip
 
+    def assemble(values_N: Tensor) -> Tensor:  # index N (past the end): a zero
+        return torch.cat([values_N.float(), values_N.new_zeros(1, dtype=torch.float32)])[src_B_T]
+
+    return assemble(logp_N), assemble(ent_N) if with_entropy else None
+
+
+def _padded_predictions(model, tokens_B_T: Tensor, lengths_B: Tensor, plan: PrefixPlan):
+    """The padded layout: `(hidden_N_H, targets_N, src_B_T)`, the N distinct predictions and,
+    for every [B, T] slot, the prediction it reads (N: none, a zero).
+
+    Longer than most functions here on purpose: the prefix pass, the KV-cache expansion and the
+    suffix pass share index tensors and must be read together to check that every position's
+    context is exactly what a plain forward would give it.
+    """
+    B, T = tokens_B_T.shape
     dev = tokens_B_T.device
-    body, head = body_and_head(model)
+    body, _ = body_and_head(model)
     p_max = int(plan.prefix_len_U.max())
     prefix_tokens_U_P = tokens_B_T[plan.prefix_rows_U, :p_max]
     prefix_mask_U_P = (torch.arange(p_max, device=dev)[None, :] < plan.prefix_len_U[:, None]).long()
@@ -265,10 +330,6 @@ def shared_prefix_logprobs(
     targets_N = torch.cat(
         [prefix_tokens_U_P[:, 1:][pre_valid_U_Q], suffix_tokens_R_S[suffix_valid_R_S]]
     )
-    logp_N, ent_N = head_logprobs(
-        model, head, hidden_N_H, targets_N, temperature=temperature,
-        with_entropy=with_entropy, chunk_size=chunk_size,
-    )  # fmt: skip
 
     # Where each [B, T] slot reads from in the N values (index N: a zero for t = 0 and padding).
     n_pre = int(pre_valid_U_Q.sum())
@@ -284,8 +345,56 @@ def shared_prefix_logprobs(
     src_R_T = torch.where(in_pre, pre_src, torch.where(in_suf, suf_id_R_S.gather(1, s_idx), n_all))
     src_B_T = torch.full((B, T), n_all, dtype=torch.long, device=dev)
     src_B_T[plan.rows_R] = src_R_T
+    return hidden_N_H, targets_N, src_B_T
 
-    def assemble(values_N: Tensor) -> Tensor:
-        return torch.cat([values_N.float(), values_N.new_zeros(1, dtype=torch.float32)])[src_B_T]
 
-    return assemble(logp_N), assemble(ent_N) if with_entropy else None
+def _packed_predictions(model, tokens_B_T: Tensor, lengths_B: Tensor, plan: PrefixPlan):
+    """The packed layout, returning what `_padded_predictions` returns.
+
+    One sequence holds the U unique prefixes, then the R rows' suffixes (segments 0..U-1 and
+    U..U+R-1), real tokens only, each at its own position id (its column in its row). A token
+    attends to earlier tokens of its segment and, in a suffix, to its whole prefix segment.
+    Predictions that are the same hidden state and target (a group's prefix positions) are
+    computed once.
+    """
+    B, T = tokens_B_T.shape
+    dev = tokens_B_T.device
+    U, R = plan.num_prefixes, int(plan.rows_R.numel())
+    plen_R = plan.prefix_len_U[plan.prefix_of_R]
+    len_R = lengths_B[plan.rows_R].long()
+    seg_len_S = torch.cat([plan.prefix_len_U, len_R - plen_R])  # S = U + R segments
+    seg_row_S = torch.cat([plan.prefix_rows_U, plan.rows_R])
+    seg_start_S = torch.cat([torch.zeros_like(plan.prefix_len_U), plen_R])
+    seg_sees_S = torch.cat([torch.full_like(plan.prefix_len_U, -1), plan.prefix_of_R])
+    offset_S = seg_len_S.cumsum(0) - seg_len_S
+    seg_N = torch.repeat_interleave(torch.arange(U + R, device=dev), seg_len_S)
+    n = int(seg_N.numel())
+    col_N = seg_start_S[seg_N] + torch.arange(n, device=dev) - offset_S[seg_N]
+    causal_N_N = torch.ones(n, n, dtype=torch.bool, device=dev).tril()
+    allowed_N_N = (seg_N[:, None] == seg_N[None, :]) & causal_N_N
+    allowed_N_N |= seg_sees_S[seg_N][:, None] == seg_N[None, :]
+    body, _ = body_and_head(model)
+    hidden_N_H = body(
+        input_ids=tokens_B_T[seg_row_S[seg_N], col_N][None],
+        attention_mask=allowed_N_N[None, None],
+        position_ids=col_N[None],
+        use_cache=False,
+    ).last_hidden_state[0]
+
+    # Slot (row r, t) is predicted by the packed state of position t - 1 of that row: in the
+    # prefix segment while t - 1 < its prefix length, else in the row's own suffix segment.
+    t_R_T = torch.arange(T, device=dev)[None, :].expand(R, T)
+    valid_R_T = (t_R_T >= 1) & (t_R_T < len_R[:, None])
+    in_prefix_R_T = t_R_T - 1 < plen_R[:, None]
+    k_R_T = torch.where(
+        in_prefix_R_T,
+        offset_S[plan.prefix_of_R][:, None] + t_R_T - 1,
+        offset_S[U:][:, None] + t_R_T - 1 - plen_R[:, None],
+    )
+    vocab = int(tokens_B_T.max()) + 1
+    key_F = (k_R_T * vocab + tokens_B_T[plan.rows_R])[valid_R_T]
+    unique_N, inverse_F = torch.unique(key_F, return_inverse=True)
+    src_B_T = torch.full((B, T), unique_N.numel(), dtype=torch.long, device=dev)
+    rows_F = plan.rows_R[:, None].expand(R, T)[valid_R_T]
+    src_B_T[rows_F, t_R_T[valid_R_T]] = inverse_F
+    return hidden_N_H[unique_N // vocab], unique_N % vocab, src_B_T

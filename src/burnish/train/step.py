@@ -198,7 +198,7 @@ def train_on_batch(
     if before[0] is not None:  # the no-grad pass ran before any update: measure on it
         _add_mismatch(acc.mismatch, before[0], batch.sampler_logp_B_T, batch.mask_B_T)
 
-    params = [p for p in policy.parameters() if p.requires_grad]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     losses, norms = [], []
     for _ in range(settings.inner_epochs):
         for rows in torch.arange(batch.size).chunk(settings.minibatches):

@@ -1,0 +1,85 @@
+"""`LeanLinear` computes what PEFT's LoRA `Linear` computes, bit for bit, and falls back to
+PEFT's own forward in every case its fast path does not cover."""
+
+import copy
+
+import torch
+from peft.tuners.lora.layer import Linear as LoraLinear
+
+from burnish.models.lean_lora import LeanLinear, make_lean
+from burnish.models.lora import RowAdapters, attach_lora, reference_mode
+from burnish.models.tiny import tiny_model
+
+
+def _policies(seed: int = 0):
+    """The same LoRA policy twice: once with PEFT's layers, once with lean ones."""
+    base, _ = tiny_model("llama", hidden_size=32, num_layers=2, num_heads=2)
+    lean = attach_lora(base, rank=4, alpha=8)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # a non-zero adapter (PEFT starts with B = 0)
+        for name, p in lean.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    plain = copy.deepcopy(lean)
+    for m in plain.modules():
+        if type(m) is LeanLinear:
+            m.__class__ = LoraLinear
+    return plain, lean
+
+
+def _logits_and_grads(model, ids):
+    out = model(input_ids=ids).logits
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1])).sum(), params)
+    return out.detach(), grads
+
+
+def test_attach_lora_makes_every_lora_linear_lean_and_make_lean_is_idempotent():
+    _, lean = _policies()
+    layers = [m for m in lean.modules() if isinstance(m, LoraLinear)]
+    assert layers and all(type(m) is LeanLinear for m in layers)
+    assert make_lean(lean) == 0  # nothing left to swap
+    x = torch.randn(2, layers[0].in_features)
+    assert all(m._plain_weights(x) is not None for m in layers), "the fast path is not taken"
+    assert layers[0]._plain_weights(x.double()) is None  # a dtype cast: PEFT's forward
+
+
+def test_same_outputs_and_gradients_bit_for_bit():
+    plain, lean = _policies()
+    ids = torch.randint(3, 60, (3, 9), generator=torch.Generator().manual_seed(1))
+    want, want_grads = _logits_and_grads(plain, ids)
+    got, got_grads = _logits_and_grads(lean, ids)
+    assert float(want.abs().max()) > 0 and any(float(g.abs().max()) > 0 for g in want_grads)
+    assert torch.equal(got, want)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_fallbacks_give_peft_results():
+    """Disabled adapter (reference mode), per-row adapters, merged weights, dropout."""
+    plain, lean = _policies()
+    ids = torch.randint(3, 60, (2, 7), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        with reference_mode(plain), reference_mode(lean):
+            layer = next(m for m in lean.modules() if type(m) is LeanLinear)
+            assert layer._plain_weights(torch.randn(1, layer.in_features)) is None
+            assert torch.equal(lean(input_ids=ids).logits, plain(input_ids=ids).logits)
+        plain.eval(), lean.eval()
+        for m in (plain, lean):
+            with RowAdapters(m, ["default", "__base__"]):
+                m.out = m(input_ids=ids).logits
+        assert torch.equal(lean.out, plain.out)
+        layer = next(m for m in lean.modules() if type(m) is LeanLinear)
+        x = torch.randn(2, layer.in_features)
+        unmerged = layer(x)
+        layer.merge()
+        assert layer.merged and layer._plain_weights(x) is None
+        torch.testing.assert_close(layer(x), unmerged, rtol=1e-5, atol=1e-6)  # PEFT's merged path
+        layer.unmerge()
+        layer.lora_dropout["default"] = torch.nn.Dropout(0.5)
+        layer.train()
+        assert layer._plain_weights(x) is None
+        torch.manual_seed(0)
+        dropped = layer(x)
+        torch.manual_seed(0)
+        assert torch.equal(dropped, LoraLinear.forward(layer, x))  # PEFT's dropout path
