@@ -98,9 +98,15 @@ def _compare(policy, tokens, mask, lengths, temperature=0.7):
     assert any(float(g.abs().max()) > 1e-3 for g in ref[2]), "reference gradient is all zero"
     for layout in ("padded", "packed"):
         got = run(
-            lambda: shared_prefix_logprobs(
-                policy, tokens, lengths, share, temperature=temperature, with_entropy=True,
-                chunk_size=7, layout=layout,
+            lambda layout=layout: shared_prefix_logprobs(
+                policy,
+                tokens,
+                lengths,
+                share,
+                temperature=temperature,
+                with_entropy=True,
+                chunk_size=7,
+                layout=layout,
             )  # fmt: skip
         )
         torch.testing.assert_close(got[0], ref[0], rtol=0, atol=1e-5, msg=f"{layout} logp")
