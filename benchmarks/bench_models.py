@@ -19,6 +19,7 @@ group from the first step, so both trainers take a full update every step.
 from __future__ import annotations
 
 import random
+import re
 import string
 from pathlib import Path
 
@@ -31,9 +32,18 @@ QWEN_VOCAB = 151_936
 CHATML = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
+SPECIAL_TOKEN = re.compile(r"<\|[a-z_]+\|>")
+"""The spelling of both tokenizers' special tokens (``<|end|>``, ``<|im_start|>`` ...)."""
+
+
 def digit_share(text: str) -> float:
-    """The graded reward: the share of the reply's characters that are digits (0 if empty)."""
-    text = text.strip()
+    """The graded reward: the share of the reply's characters that are digits (0 if empty).
+
+    Special tokens are left out first: burnish's environments see the reply decoded with its
+    special tokens (a random-init model emits them mid-reply), TRL's reward functions see it
+    decoded without them, and both must score the same text.
+    """
+    text = SPECIAL_TOKEN.sub("", text).strip()
     return sum(c.isdigit() for c in text) / len(text) if text else 0.0
 
 

@@ -362,20 +362,20 @@ def _packed_predictions(model, tokens_B_T: Tensor, lengths_B: Tensor, plan: Pref
     U, R = plan.num_prefixes, int(plan.rows_R.numel())
     plen_R = plan.prefix_len_U[plan.prefix_of_R]
     len_R = lengths_B[plan.rows_R].long()
-    seg_len_S = torch.cat([plan.prefix_len_U, len_R - plen_R])  # S = U + R segments
-    seg_row_S = torch.cat([plan.prefix_rows_U, plan.rows_R])
-    seg_start_S = torch.cat([torch.zeros_like(plan.prefix_len_U), plen_R])
-    seg_sees_S = torch.cat([torch.full_like(plan.prefix_len_U, -1), plan.prefix_of_R])
-    offset_S = seg_len_S.cumsum(0) - seg_len_S
-    seg_N = torch.repeat_interleave(torch.arange(U + R, device=dev), seg_len_S)
+    seg_len_K = torch.cat([plan.prefix_len_U, len_R - plen_R])  # K = U + R segments
+    seg_row_K = torch.cat([plan.prefix_rows_U, plan.rows_R])
+    seg_start_K = torch.cat([torch.zeros_like(plan.prefix_len_U), plen_R])
+    seg_sees_K = torch.cat([torch.full_like(plan.prefix_len_U, -1), plan.prefix_of_R])
+    offset_K = seg_len_K.cumsum(0) - seg_len_K
+    seg_N = torch.repeat_interleave(torch.arange(U + R, device=dev), seg_len_K)
     n = int(seg_N.numel())
-    col_N = seg_start_S[seg_N] + torch.arange(n, device=dev) - offset_S[seg_N]
+    col_N = seg_start_K[seg_N] + torch.arange(n, device=dev) - offset_K[seg_N]
     causal_N_N = torch.ones(n, n, dtype=torch.bool, device=dev).tril()
     allowed_N_N = (seg_N[:, None] == seg_N[None, :]) & causal_N_N
-    allowed_N_N |= seg_sees_S[seg_N][:, None] == seg_N[None, :]
+    allowed_N_N |= seg_sees_K[seg_N][:, None] == seg_N[None, :]
     body, _ = body_and_head(model)
     hidden_N_H = body(
-        input_ids=tokens_B_T[seg_row_S[seg_N], col_N][None],
+        input_ids=tokens_B_T[seg_row_K[seg_N], col_N][None],
         attention_mask=allowed_N_N[None, None],
         position_ids=col_N[None],
         use_cache=False,
@@ -388,8 +388,8 @@ def _packed_predictions(model, tokens_B_T: Tensor, lengths_B: Tensor, plan: Pref
     in_prefix_R_T = t_R_T - 1 < plen_R[:, None]
     k_R_T = torch.where(
         in_prefix_R_T,
-        offset_S[plan.prefix_of_R][:, None] + t_R_T - 1,
-        offset_S[U:][:, None] + t_R_T - 1 - plen_R[:, None],
+        offset_K[plan.prefix_of_R][:, None] + t_R_T - 1,
+        offset_K[U:][:, None] + t_R_T - 1 - plen_R[:, None],
     )
     vocab = int(tokens_B_T.max()) + 1
     key_F = (k_R_T * vocab + tokens_B_T[plan.rows_R])[valid_R_T]
