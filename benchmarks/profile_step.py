@@ -115,6 +115,19 @@ def profile(args) -> list[dict[str, float]]:
     instrument(clock)
     if "frozen-head" in args.without:
         importlib.import_module("burnish.models.logprobs")._frozen_linear = lambda head: False
+    if "packed-prefix" in args.without:
+        importlib.import_module("burnish.models.shared_prefix").packed_pays = lambda *a: False
+    if "lean-lora" in args.without:
+        importlib.import_module("burnish.models.lora").make_lean = lambda model: 0
+    layouts = importlib.import_module("burnish.models.shared_prefix")
+    counted = layouts.packed_pays
+
+    def packed_pays(*a):
+        packed = counted(*a)
+        clock.now["packed"] += float(packed)
+        return packed
+
+    layouts.packed_pays = packed_pays
 
     def on_step(_step, m):
         phases = dict(clock.now)
@@ -144,7 +157,7 @@ def main() -> None:
         "--without",
         action="append",
         default=[],
-        choices=("frozen-head",),
+        choices=("frozen-head", "packed-prefix", "lean-lora"),
         help="turn one speed-up off, to measure what it gives (repeatable)",
     )
     args = p.parse_args()
@@ -158,6 +171,8 @@ def main() -> None:
         f"size {args.size}: {args.prompts} prompts x {args.group} x {args.max_new_tokens} tokens, "
         f"{len(steps)} timed steps, {args.threads} thread(s): {step_s:.3f} s/step (median)"
     )
+    packed = sum(s.get("packed", 0.0) for s in steps)
+    print(f"  packed layout chosen in {packed:.0f} of the timed steps' training forwards")
     for phase in PHASES:
         if phase == "other":
             values = [s["step"] - sum(s.get(q, 0.0) for q in PHASES[:-1]) for s in steps]
