@@ -42,7 +42,7 @@ def test_doctor_json_and_exit_code(fixture_dirs):
     runner = CliRunner()
     out = runner.invoke(app, ["doctor", "--model", str(fixture_dirs["gemma2"]), "--json"])
     assert out.exit_code == 1
-    report = json.loads(out.output.strip().splitlines()[-1])
+    report = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(report) == {"model", "end_token_ids", "tool_format", "reasoning", "ok", "envs"}
     assert report["tool_format"] is None and report["ok"] is False
     calc = report["envs"]["calculator"]
@@ -52,7 +52,7 @@ def test_doctor_json_and_exit_code(fixture_dirs):
     qwen3 = str(fixture_dirs["qwen3"])
     out = runner.invoke(app, ["doctor", "--model", qwen3, "--env", "guess-number", "--json"])
     assert out.exit_code == 0, out.output
-    report = json.loads(out.output.strip().splitlines()[-1])
+    report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["reasoning"] == "think" and list(report["envs"]) == ["guess-number"]
     assert report["envs"]["guess-number"]["prefix_stable"] is False
 

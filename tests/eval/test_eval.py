@@ -126,7 +126,7 @@ def test_cli_eval_json(tmp_path):
         app, [*args, "--n", "3", "--max-new-tokens", "4", "--json", "--threads", "1"]
     )
     assert result.exit_code == 0, result.output
-    last = json.loads(result.output.strip().splitlines()[-1])
+    last = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"pass@1", "pass@2", "mean_reward"} <= set(last)
     assert last["n_tasks"] == 3 and 0.0 <= last["pass@1"] <= 1.0
     assert "mean reward" in result.output

@@ -136,7 +136,7 @@ def test_cli_calibrate_prints_table_and_json_on_examples():
         app, [*args[:4], "--scripted", str(EXAMPLES / "rules_injection_gullible.toml"), "--json"]
     )
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["n_rows"] == 30 and report["canary_fpr"] > 0  # the gullible judge is caught
 
 

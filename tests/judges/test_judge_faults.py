@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -226,6 +227,7 @@ class FakeEndpoint:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = 10  # a kept-alive connection nobody closes ends its thread
 
             def do_POST(self) -> None:
                 request = json.loads(self.rfile.read(int(self.headers["content-length"])))
@@ -253,9 +255,16 @@ class FakeEndpoint:
             def log_message(self, *args) -> None:
                 pass
 
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address) -> None:
+                # A client that hangs up mid-response or on a kept-alive connection is what
+                # these tests provoke; keep the traceback off stderr, which outlives the test.
+                endpoint.errors.append(sys.exc_info()[1])
+
         self.aborted = False
+        self.errors: list[BaseException | None] = []
         self.handled = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -206,7 +206,7 @@ def test_card_arithmetic_numbers_reproduce():
     assert command is not None, "the card names no arithmetic eval command"
     result = CliRunner().invoke(app, command.group(1).split())
     assert result.exit_code == 0, result.output
-    measured = json.loads(result.output.strip().splitlines()[-1])
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
     expected = _card_row("arithmetic")
     assert round(measured["pass@1"], 3) == expected["pass@1"]
     assert round(measured["pass@8"], 3) == expected["pass@8"]

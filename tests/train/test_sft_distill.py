@@ -209,7 +209,7 @@ def test_compare_cli_json_contract(tiny_dir, tmp_path):
         runs.append(str(tmp_path / name))
     res = CliRunner().invoke(app, ["compare", *runs, "--json", "--out", str(tmp_path / "plots")])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output.strip().splitlines()[-1])
+    out = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(out) == {"runs", "matched", "razor"}
     run = out["runs"][0]
     assert set(run) == {
