@@ -73,6 +73,7 @@ def burnish_overrides(args, run_dir: str) -> list[str]:
         f"log.run_dir='{run_dir}'",
         f"train.seed={args.seed}",
         "monitors.enabled=false",
+        "model.adapt_threads=false",  # TRL's thread count is fixed too
         "train.betas=[0.9, 0.999]",  # TRL's (transformers' AdamW default)
         *args.set,
     ]

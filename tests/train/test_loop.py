@@ -36,6 +36,7 @@ def test_train_writes_run_directory(tiny_dir, tmp_path):
     steps = store.steps()
     assert [s["step"] for s in steps] == [0, 1, 2, 3]
     assert all("reward/mean" in s and "length/mean" in s for s in steps)
+    assert all(s["threads"] == 1.0 for s in steps)  # the governor's count (model.threads=1)
     # a step trains unless every advantage was zero
     assert all(("loss/total" in s) != (s.get("train/skipped") == 1.0) for s in steps)
     assert any("loss/total" in s for s in steps)

@@ -43,6 +43,7 @@ from burnish.train.export import export_weights
 from burnish.train.forgetting import ForgettingProbe
 from burnish.train.groups import TaskCursor, informative, shape_rewards, with_advantages
 from burnish.train.guards import ScorableWatch, advisories, check_run_dir, loss_advice
+from burnish.train.heap import start_up_frozen
 from burnish.train.metrics import rollout_compute, step_metrics
 from burnish.train.plan import RunPlan
 from burnish.train.run_monitor import RunMonitor
@@ -144,19 +145,28 @@ async def _run(run: Run, on_step: OnStep | None, t0: float) -> dict[str, Any]:
 
 async def _train(run: Run, on_step: OnStep | None, t0: float) -> dict[str, Any]:
     """The steps of a started run, then its final checkpoint, weights and summary."""
-    config = run.config
     await run.sampler.sync(run.policy)  # a server serves the policy as it starts (or resumes)
     await run.source.sync(run.policy, run.start)  # and so do Ray rollout workers
     run.trainer.start(run.policy, run.optimizer, run.scheduler)  # ranks 1.. copy rank 0
     if run.before is None:
         run.before = await run_eval(run, step=0)
+    with start_up_frozen():  # full garbage collections walk only what the steps make
+        saved = await _steps(run, on_step)
+    return await end_run(run, saved, t0)
+
+
+async def _steps(run: Run, on_step: OnStep | None) -> int:
+    """The training steps; returns the step count of the last checkpoint written."""
+    config = run.config
     watch, advised, saved = ScorableWatch(config.train.max_unscorable_steps), False, run.start
     for step in range(run.start, config.train.steps):
         interrupts.check()
-        if run.threads is not None:  # fewer threads while other processes keep cores busy
-            run.threads.adjust()
+        # fewer threads while other processes keep cores busy (`model.adapt_threads`)
+        threads = run.threads.adjust() if run.threads is not None else None
         ts = time.time()
         groups, metrics = await rl_step(run, step)
+        if threads is not None:
+            metrics["threads"] = float(threads)
         if not advised and "loss/total" in metrics:  # settings that only the numbers reveal
             advised = True
             for advice in loss_advice(run.plan.loss, metrics):
@@ -175,7 +185,7 @@ async def _train(run: Run, on_step: OnStep | None, t0: float) -> dict[str, Any]:
         if report.stop:
             break
         watch.observe(step, metrics)  # raises after too many steps with nothing scorable
-    return await end_run(run, saved, t0)
+    return saved
 
 
 async def due_evals(run: Run, step: int) -> dict[str, float]:

@@ -22,6 +22,7 @@ from burnish.algorithms import aggregate
 from burnish.config import RunConfig, SftConfig
 from burnish.models.packed import packed_logprobs
 from burnish.train.evaluation import run_eval
+from burnish.train.heap import start_up_frozen
 from burnish.train.loop import Run, checkpoint, close_run, due_evals, end_run, publish, start_run
 from burnish.train.sft_data import (
     PackedRows,
@@ -92,30 +93,31 @@ async def _sft(run: Run, encoded, on_step: OnStep | None, t0: float) -> dict[str
     if run.before is None:
         run.before = await run_eval(run, step=0)
     saved = run.start
-    for step in range(run.start, config.train.steps):
-        ts = time.time()
-        idx = batch_indices(len(encoded), s.batch_size, config.train.seed, step)
-        rows = pack_rows([encoded[i] for i in idx], s.max_length, s.pack)
-        metrics = sft_update(
-            run.policy,
-            rows,
-            run.optimizer,
-            micro_batch_size=config.train.micro_batch_size,
-            grad_clip=config.train.grad_clip,
-        )
-        run.scheduler.step()
-        metrics.update(
-            {
-                "compute/samples": float(len(idx)),
-                "compute/tokens": float(rows.lengths_R.sum()),
-                "time/step": time.time() - ts,
-                "lr": run.scheduler.get_last_lr()[0],
-            }
-        )
-        metrics.update(await due_evals(run, step))
-        publish(run, step, metrics, on_step)
-        if (step + 1) % config.train.checkpoint_every == 0:
-            saved = checkpoint(run, step + 1)
+    with start_up_frozen():  # full garbage collections walk only what the steps make
+        for step in range(run.start, config.train.steps):
+            ts = time.time()
+            idx = batch_indices(len(encoded), s.batch_size, config.train.seed, step)
+            rows = pack_rows([encoded[i] for i in idx], s.max_length, s.pack)
+            metrics = sft_update(
+                run.policy,
+                rows,
+                run.optimizer,
+                micro_batch_size=config.train.micro_batch_size,
+                grad_clip=config.train.grad_clip,
+            )
+            run.scheduler.step()
+            metrics.update(
+                {
+                    "compute/samples": float(len(idx)),
+                    "compute/tokens": float(rows.lengths_R.sum()),
+                    "time/step": time.time() - ts,
+                    "lr": run.scheduler.get_last_lr()[0],
+                }
+            )
+            metrics.update(await due_evals(run, step))
+            publish(run, step, metrics, on_step)
+            if (step + 1) % config.train.checkpoint_every == 0:
+                saved = checkpoint(run, step + 1)
     return await end_run(run, saved, t0)
 
 
