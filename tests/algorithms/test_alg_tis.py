@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from burnish.algorithms import LossConfig, policy_loss
-from burnish.algorithms.losses import tis_weights
+from burnish.algorithms.full_loss import tis_weights
 
 OLD = torch.tensor([[-1.0, -0.5, -2.0], [-0.2, -1.5, 0.0]], dtype=torch.float64)
 SAMPLER = torch.tensor([[-1.2, -0.5, -1.0], [-1.2, -0.4, 0.0]], dtype=torch.float64)

@@ -1,8 +1,10 @@
 """GRPO-family algorithm core: pure tensor math (imports only torch and the standard library).
 
 - `advantages`: group-relative advantages (group / batch / no std scaling, NaN = unscorable).
-- `losses`: `LossConfig`, `policy_loss` and `LOSSES`, the one table of loss variants (`Variant`:
-  function and defaults).
+- `losses`: `LossConfig` and `LOSSES`, the one table of loss variants (`Variant`: function and
+  defaults).
+- `full_loss`: `policy_loss`, a variant's surrogate with what all variants share (TIS weights,
+  entropy gate, aggregation, KL term, entropy bonus).
 - `kl`: per-token KL estimators k1 / k2 / k3.
 - `reduce`: masked reductions and the four aggregation modes with explicit step normalisers.
 - `logsoftmax`: chunked, memory-safe selective log-softmax and entropy from logits.
@@ -13,6 +15,7 @@ letters (`logp_B_T`, `rewards_P_G`), declared in docs/architecture.md §5.
 """
 
 from burnish.algorithms.advantages import SCALES, group_advantages
+from burnish.algorithms.full_loss import policy_loss
 from burnish.algorithms.kl import KL_ESTIMATORS, kl_estimate
 from burnish.algorithms.logsoftmax import entropy_from_logits, selective_log_softmax
 from burnish.algorithms.losses import (
@@ -20,7 +23,6 @@ from burnish.algorithms.losses import (
     LossConfig,
     LossFn,
     Variant,
-    policy_loss,
 )
 from burnish.algorithms.reduce import (
     AGGREGATIONS,
