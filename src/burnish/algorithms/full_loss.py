@@ -1,7 +1,8 @@
 """The full policy loss of every variant in `burnish.algorithms.losses.LOSSES`: the variant's
 per-token surrogate, then what all variants share: truncated importance weights against the
-sampler/trainer mismatch (§17), the high-entropy gate, the aggregation (§10) with the optimizer
-step's normalisers, the KL term (§8) and the entropy bonus (§11) (docs/algorithms.md).
+sampler/trainer mismatch (docs/algorithms.md §17), the high-entropy gate, the aggregation
+(docs/algorithms.md §10) with the optimizer step's normalisers, the KL term (docs/algorithms.md
+§8) and the entropy bonus (docs/algorithms.md §11).
 """
 
 from __future__ import annotations
