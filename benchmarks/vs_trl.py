@@ -4,9 +4,9 @@ Same model, task prompts (arithmetic train split), prompts per step x group size
 tokens, loss (DAPO token-mean, clip 0.2/0.28, no KL), LoRA (rank 16, alpha 32, all linear
 projections), learning rate, temperature 1, and thread count (burnish's thread governor is off,
 ``model.adapt_threads=false``, so neither trainer changes its count mid-run). Dynamic sampling is
-off in burnish because TRL has none. The sizes and their rewards are `bench_models`: ``tiny`` is the shipped
-burnish-tiny rewarded for correct answers (both final adapters are then evaluated with the same
-burnish evaluation on the test split); ``34m`` and ``100m`` are random-init models with a graded
+off in burnish because TRL has none. The sizes and their rewards are `bench_models`: ``tiny`` is
+the shipped burnish-tiny rewarded for correct answers (both final adapters are then evaluated
+with the same burnish evaluation on the test split); ``34m`` and ``100m`` are random-init models with a graded
 reward (the share of digits in the reply), so that every step of both trainers is a full update.
 
 Every run is its own process (``--worker``), so each trainer's peak RSS is its own and neither
