@@ -54,14 +54,15 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
 ) -> None:
     """Train an adapter with RL as the config says."""
-    from burnish.config import ConfigError, load_config
+    with interrupts.reported() as where:  # an interrupt waits for the start-up to end
+        from burnish.config import ConfigError, load_config
 
-    try:
-        cfg = load_config(config, set_)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
-    overrides = "".join(f" --set {s!r}" for s in set_)
-    with interrupts.reported(cfg.log.run_dir, f"burnish train {config}{overrides} --resume"):
+        try:
+            cfg = load_config(config, set_)
+        except (ConfigError, ValueError, FileNotFoundError) as e:
+            _fail(str(e))
+        overrides = "".join(f" --set {s!r}" for s in set_)
+        where.at(cfg.log.run_dir, f"burnish train {config}{overrides} --resume")
         from burnish.train.guards import RunHealthError
         from burnish.train.progress import train_with_progress  # torch, transformers
 
@@ -81,18 +82,16 @@ def demo(
     ),
 ) -> None:
     """The embedded default: burnish-tiny + arithmetic + DAPO + LoRA on CPU, before/after table."""
-    from burnish.config import ConfigError, loads_config
-    from burnish.train.demo import DEMO_CONFIG
+    with interrupts.reported() as where:  # an interrupt waits for the start-up to end
+        from burnish.config import ConfigError, loads_config
+        from burnish.train.demo import DEMO_CONFIG
 
-    try:
-        run_dir = run_dir or _fresh_dir("runs/demo")
-        cfg = loads_config(DEMO_CONFIG, [f"log.run_dir={run_dir!r}", *set_])
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
-    resume_command = (
-        f"burnish train {Path(run_dir) / 'config.toml'} --resume"  # the resolved config
-    )
-    with interrupts.reported(run_dir, resume_command):
+        try:
+            run_dir = run_dir or _fresh_dir("runs/demo")
+            cfg = loads_config(DEMO_CONFIG, [f"log.run_dir={run_dir!r}", *set_])
+        except (ConfigError, ValueError, FileNotFoundError) as e:
+            _fail(str(e))
+        where.at(run_dir, f"burnish train {Path(run_dir) / 'config.toml'} --resume")
         from burnish.train.progress import train_with_progress  # torch, transformers
 
         try:

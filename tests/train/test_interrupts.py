@@ -65,10 +65,8 @@ def test_an_interrupt_during_the_steps_cancels_the_run_at_once(installed, tiny_d
 
 def test_reported_turns_an_interrupt_into_the_resume_message(installed, tmp_path, capsys):
     _swallowed_interrupt()
-    with (
-        pytest.raises(SystemExit) as exit_info,
-        interrupts.reported(tmp_path, "burnish train c.toml --resume"),
-    ):
+    with pytest.raises(SystemExit) as exit_info, interrupts.reported() as where:
+        where.at(tmp_path, "burnish train c.toml --resume")
         raise ModuleNotFoundError(
             "Could not import module 'PreTrainedModel'"
         )  # as transformers does
@@ -77,5 +75,46 @@ def test_reported_turns_an_interrupt_into_the_resume_message(installed, tmp_path
 
 
 def test_reported_leaves_other_errors_alone(installed, tmp_path):
-    with pytest.raises(ModuleNotFoundError), interrupts.reported(tmp_path, "x"):
+    with pytest.raises(ModuleNotFoundError), interrupts.reported() as where:
+        where.at(tmp_path, "x")
         raise ModuleNotFoundError("no interrupt: a real missing module")
+
+
+def _busy() -> int:
+    """Bytecodes for a pending signal handler to run between."""
+    return sum(range(10_000))
+
+
+def test_while_a_run_starts_up_the_first_interrupt_waits(installed, tmp_path, capfd):
+    """An interrupt during start-up (imports, config validation) is recorded, not raised into
+    them; the run stops once start-up is done, at the loop's `check()`, and here at the block's
+    end."""
+    reached = False
+    with pytest.raises(SystemExit) as exit_info, interrupts.reported() as where:
+        os.kill(os.getpid(), signal.SIGINT)
+        _busy()
+        reached = True  # nothing was raised into the "imports"
+        assert interrupts.requested()
+        where.at(tmp_path, "burnish train c.toml --resume")
+    assert reached and exit_info.value.code == 130
+    err = capfd.readouterr().err
+    assert "Ctrl-C again stops it now" in err and "interrupted before the first checkpoint" in err
+
+
+def test_a_second_interrupt_during_start_up_raises_at_once(installed, capsys):
+    after_second = False
+    with pytest.raises(SystemExit) as exit_info, interrupts.reported():
+        os.kill(os.getpid(), signal.SIGINT)
+        _busy()
+        os.kill(os.getpid(), signal.SIGINT)
+        _busy()
+        after_second = True
+    assert not after_second and exit_info.value.code == 130
+    assert "interrupted before the run started" in capsys.readouterr().err
+
+
+def test_outside_reported_an_interrupt_raises_as_usual(installed):
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        _busy()
+    assert interrupts.requested()
