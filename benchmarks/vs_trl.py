@@ -3,7 +3,9 @@
 Same model, task prompts (arithmetic train split), prompts per step x group size x max new
 tokens, loss (DAPO token-mean, clip 0.2/0.28, no KL), LoRA (rank 16, alpha 32, all linear
 projections), learning rate, temperature 1, and thread count (burnish's thread governor is off,
-``model.adapt_threads=false``, so neither trainer changes its count mid-run). Dynamic sampling is
+``model.adapt_threads=false``, so neither trainer changes its count mid-run). Neither recomputes
+activations in the backward: TRL's default gradient checkpointing is turned off, as burnish has
+none. Dynamic sampling is
 off in burnish because TRL has none. The sizes and their rewards are `bench_models`: ``tiny`` is
 the shipped burnish-tiny rewarded for correct answers (both final adapters are then evaluated
 with the same burnish evaluation on the test split); ``34m`` and ``100m`` are random-init models with a graded
@@ -161,6 +163,7 @@ def trl_run(args, out_dir: str) -> dict:
         max_grad_norm=1.0,
         shuffle_dataset=False,
         bf16=False,
+        gradient_checkpointing=False,  # TRL's default recomputes activations; burnish keeps them
     )
     lora = LoraConfig(
         r=16,
