@@ -5,7 +5,10 @@ on (prompts, completions, advantages) and the LoRA weights it reached, then comp
 gradient of that batch twice on the same weights: with TRL's own loss and with burnish's
 `train_on_batch` (DAPO, one optimizer step, no clip). Prints both gradient norms and the
 relative difference; a difference near float32 rounding says that, given the same samples, the
-two trainers take the same step (so a gap in their learning curves comes from elsewhere).
+two trainers take the same step (so a gap in their learning curves comes from elsewhere). Then
+samples ``--samples`` completions of each of a few prompts from TRL's trained adapter through
+burnish's `generate_rows` and through `model.generate`, and prints the mean graded reward (digit
+share) of each: the same weights should give the same distribution.
 
     python benchmarks/trl_parity.py --size 34m          # needs: pip install -e .[bench]
 """
@@ -37,9 +40,11 @@ def _trl_batch(args):
         return original(self, model, inputs)
 
     trl.GRPOTrainer._compute_loss = spy
-    with tempfile.TemporaryDirectory() as tmp:
-        vs_trl.trl_run(args, tmp)
-    trl.GRPOTrainer._compute_loss = original
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            vs_trl.trl_run(args, tmp)
+    finally:
+        trl.GRPOTrainer._compute_loss = original
     return seen["trainer"], seen["inputs"]
 
 
@@ -69,7 +74,8 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=bench_models.SIZES, default="34m")
-    p.add_argument("--steps", type=int, default=2, help="TRL steps before the compared batch")
+    p.add_argument("--steps", type=int, default=12, help="TRL steps before the compared batch")
+    p.add_argument("--samples", type=int, default=128, help="samples per prompt")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     shape = vs_trl.SHAPES[a.size]
@@ -109,6 +115,42 @@ def main() -> None:
     )
     print(f"  gradient norm: TRL {norm(g_trl):.6f}  burnish {norm(g_burnish):.6f}")
     print(f"relative gradient difference burnish/trl: {diff / norm(g_trl):.2e}")
+    _compare_samplers(model, trainer.processing_class, a.samples, shape["max_new_tokens"])
+
+
+def _compare_samplers(model, tok, n: int, max_new_tokens: int) -> None:
+    """Mean digit share of ``n`` samples per prompt: burnish's sampler vs `model.generate`."""
+    import statistics
+
+    from burnish.models.generate import GenerationRow, generate_rows
+
+    model.eval()
+    print(f"digit share of {n} samples per prompt from TRL's adapter: burnish / model.generate")
+    for k, prompt in enumerate(["81+99=", "12+7=", "5*6=", "33-8="]):
+        ids = tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
+        ids = tok(ids, add_special_tokens=False)["input_ids"]
+        rows = [
+            GenerationRow(tuple(ids), max_new_tokens, stop_token_ids=(tok.eos_token_id,), seed=j)
+            for j in range(n)
+        ]
+        torch.manual_seed(k)
+        with torch.no_grad():
+            ours = generate_rows(model.get_base_model(), tok, rows, pad_id=tok.pad_token_id)
+            x = torch.tensor([ids] * n)
+            hf = model.generate(
+                input_ids=x, attention_mask=torch.ones_like(x), do_sample=True, top_k=0,
+                top_p=1.0, temperature=1.0, max_new_tokens=max_new_tokens,
+                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            )  # fmt: skip
+
+        def share(token_ids) -> float:
+            return bench_models.digit_share(tok.decode(token_ids, skip_special_tokens=True))
+
+        a = statistics.fmean(share(r.tokens) for r in ours)
+        b = statistics.fmean(share(o[len(ids) :]) for o in hf)
+        print(f"  {prompt:8s} {a:.3f} / {b:.3f}")
 
 
 if __name__ == "__main__":

@@ -103,8 +103,6 @@ def reported() -> Iterator[Resume]:
     into another error on its way up) prints where the run can continue from and exits 130, as a
     shell does for SIGINT. Call `.at(run_dir, resume_command)` on the yielded record once the
     config is loaded."""
-    from burnish.train.checkpoint_index import list_checkpoints  # no torch: it may be loading
-
     global _deferring
     resume, previous = Resume(), _deferring
     _deferring = True
@@ -116,13 +114,15 @@ def reported() -> Iterator[Resume]:
     except BaseException as e:  # noqa: BLE001 - re-raised unless it is the interrupt
         if not (isinstance(e, KeyboardInterrupt) or requested()):
             raise
-        print(_where(resume, list_checkpoints), file=sys.stderr)
+        print(_where(resume), file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         _deferring = previous
 
 
-def _where(resume: Resume, list_checkpoints: Any) -> str:
+def _where(resume: Resume) -> str:
+    from burnish.train.checkpoint_index import list_checkpoints  # no torch: it may be loading
+
     if resume.run_dir is None:
         return "interrupted before the run started: there is nothing to resume"
     checkpoints = list_checkpoints(resume.run_dir)
