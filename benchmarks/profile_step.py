@@ -19,6 +19,7 @@ Prints seconds per step and the share of each phase over the timed steps (the fi
 
     python benchmarks/profile_step.py --size tiny
     python benchmarks/profile_step.py --size 100m --threads 2
+    python benchmarks/profile_step.py --size 34m --precision mixed   # vs_trl.PRECISIONS
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=sorted(vs_trl.PRECISIONS), default="float32")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     p.add_argument(
         "--without",
@@ -169,7 +171,8 @@ def main() -> None:
     step_s = statistics.median(s["step"] for s in steps)
     print(
         f"size {args.size}: {args.prompts} prompts x {args.group} x {args.max_new_tokens} tokens, "
-        f"{len(steps)} timed steps, {args.threads} thread(s): {step_s:.3f} s/step (median)"
+        f"{len(steps)} timed steps, {args.threads} thread(s), precision {args.precision}: {step_s:.3f} s/step "
+        "(median)"
     )
     packed = sum(s.get("packed", 0.0) for s in steps)
     print(f"  packed layout chosen in {packed:.0f} of the timed steps' training forwards")

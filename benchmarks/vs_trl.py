@@ -11,6 +11,10 @@ the shipped burnish-tiny rewarded for correct answers (both final adapters are t
 with the same burnish evaluation on the test split); ``34m`` and ``100m`` are random-init models with a graded
 reward (the share of digits in the reply), so that every step of both trainers is a full update.
 
+``--precision`` (`PRECISIONS`) sets the arithmetic of both: ``float32`` (default), ``mixed``
+(bf16 matmuls with float32 weights and activations elsewhere: TRL's ``bf16=True`` autocast,
+burnish's ``lora.base_dtype='bfloat16'``) or ``bfloat16`` (the model loaded in bf16 for both).
+
 Every run is its own process (``--worker``), so each trainer's peak RSS is its own and neither
 inherits the other's threads or allocator state; ``--repeats N`` runs the pair N times,
 interleaved (burnish, TRL, burnish, TRL ...), and reports the median and range.
@@ -22,6 +26,7 @@ and on its last line `throughput ratio burnish/trl: X.XX` (the median over the r
     python benchmarks/vs_trl.py --size tiny --repeats 3      # needs: pip install -e .[bench]
     python benchmarks/vs_trl.py --size 34m --repeats 3
     python benchmarks/vs_trl.py --size 100m --repeats 3
+    python benchmarks/vs_trl.py --size 34m --precision mixed --repeats 3
 """
 
 from __future__ import annotations
@@ -49,6 +54,23 @@ SHAPES = {  # steps, prompts, group, max new tokens, lr, warmup steps left out o
 }
 
 
+PRECISIONS = {  # the same arithmetic for both trainers
+    # everything in float32
+    "float32": {"burnish": ["model.dtype='float32'"], "trl": {"dtype": "float32", "bf16": False}},
+    # the model loaded in bf16 (LoRA weights float32 in both, as PEFT keeps them)
+    "bfloat16": {
+        "burnish": ["model.dtype='bfloat16'"],
+        "trl": {"dtype": "bfloat16", "bf16": False},
+    },
+    # bf16 matmuls, float32 weights and activations elsewhere: TRL's bf16=True (autocast),
+    # burnish's frozen base weights kept in bf16 (lora.base_dtype)
+    "mixed": {
+        "burnish": ["model.dtype='float32'", "lora.base_dtype='bfloat16'"],
+        "trl": {"dtype": "float32", "bf16": True},
+    },
+}
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -59,6 +81,7 @@ def burnish_overrides(args, run_dir: str) -> list[str]:
     return [
         f"model.name='{args.model}'",
         f"model.threads={args.threads}",
+        *PRECISIONS[args.precision]["burnish"],
         f"env.name='{bench_models.reward_env(args.size)}'",
         "env.max_turns=1",
         "algorithm.loss='dapo'",
@@ -140,7 +163,8 @@ def trl_run(args, out_dir: str) -> dict:
             for t in rows
         ]
     )
-    model, tok = load_model(args.model)
+    precision = PRECISIONS[args.precision]["trl"]
+    model, tok = load_model(args.model, dtype=precision["dtype"])
     config = GRPOConfig(
         output_dir=out_dir,
         per_device_train_batch_size=args.prompts * args.group,
@@ -162,7 +186,7 @@ def trl_run(args, out_dir: str) -> dict:
         warmup_steps=0,
         max_grad_norm=1.0,
         shuffle_dataset=False,
-        bf16=False,
+        bf16=precision["bf16"],
         gradient_checkpointing=False,  # TRL's default recomputes activations; burnish keeps them
     )
     lora = LoraConfig(
@@ -228,7 +252,18 @@ def worker(args) -> None:
 
 def _spawn(args, name: str, model: str, out: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--out", str(out), "--model", model]
-    for flag in ("size", "steps", "prompts", "group", "max_new_tokens", "lr", "threads", "seed"):
+    flags = (
+        "size",
+        "steps",
+        "prompts",
+        "group",
+        "max_new_tokens",
+        "lr",
+        "threads",
+        "seed",
+        "precision",
+    )
+    for flag in flags:
         cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     cmd += ["--eval-tasks", str(args.eval_tasks), *(f"--set={o}" for o in args.set)]
     with tempfile.TemporaryFile("w+") as log:
@@ -260,7 +295,8 @@ def report(args, runs: dict[str, list[dict]]) -> None:
     print(
         f"size {args.size}: {args.prompts} prompts x {args.group} completions x "
         f"{args.max_new_tokens} max new tokens, {args.steps} steps ({args.warmup} left out of "
-        f"the timing), {args.threads} thread(s), {args.repeats} repeat(s): median (range)"
+        f"the timing), {args.threads} thread(s), precision {args.precision}, {args.repeats} repeat(s): "
+        "median (range)"
     )
     for name, rs in rows.items():
         line = (
@@ -293,6 +329,12 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--warmup", type=int, default=None, help="steps left out of the timing")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--precision",
+        choices=sorted(PRECISIONS),
+        default="float32",
+        help="both trainers' precision (PRECISIONS)",
+    )
     p.add_argument(
         "--seed",
         type=int,

@@ -102,6 +102,21 @@ class LoraConfig(_Section):
     dropout: float = Field(default=0.0, ge=0, lt=1)
     target_modules: list[str] | None = None
     """None: a sensible default for the architecture."""
+    base_dtype: Literal["bfloat16", "float16"] | None = None
+    """Keep the frozen base weights of the adapted layers in this dtype (their matmuls run in
+    it, inputs rounded as under autocast); activations, norms, LoRA weights, embeddings and the
+    LM head keep `model.dtype`. None: `model.dtype`. "bfloat16" on a CPU with AVX-512 BF16 (or
+    a GPU): several times the float32 matmul rate and half those weights' memory
+    (docs/performance.md §2)."""
+
+    @model_validator(mode="after")
+    def _base_dtype_needs_lora(self) -> LoraConfig:
+        if self.base_dtype is not None and not self.enabled:
+            raise ValueError(
+                "lora.base_dtype keeps the frozen base weights of LoRA layers in a lower "
+                "precision; with lora.enabled = false every weight trains: unset lora.base_dtype"
+            )
+        return self
 
 
 def _check_env(name: str, kwargs: dict[str, Any]) -> None:

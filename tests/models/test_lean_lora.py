@@ -4,22 +4,16 @@ PEFT's own forward in every case its fast path does not cover."""
 import copy
 
 import torch
+from lora_helpers import nonzero_lora_policy
 from peft.tuners.lora.layer import Linear as LoraLinear
 
 from burnish.models.lean_lora import LeanLinear, make_lean
-from burnish.models.lora import RowAdapters, attach_lora, reference_mode
-from burnish.models.tiny import tiny_model
+from burnish.models.lora import RowAdapters, reference_mode
 
 
 def _policies(seed: int = 0):
     """The same LoRA policy twice: once with PEFT's layers, once with lean ones."""
-    base, _ = tiny_model("llama", hidden_size=32, num_layers=2, num_heads=2)
-    lean = attach_lora(base, rank=4, alpha=8)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # a non-zero adapter (PEFT starts with B = 0)
-        for name, p in lean.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    lean = nonzero_lora_policy(seed=seed)
     plain = copy.deepcopy(lean)
     for m in plain.modules():
         if type(m) is LeanLinear:
@@ -51,6 +45,24 @@ def test_same_outputs_and_gradients_bit_for_bit():
     got, got_grads = _logits_and_grads(lean, ids)
     assert float(want.abs().max()) > 0 and any(float(g.abs().max()) > 0 for g in want_grads)
     assert torch.equal(got, want)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_bf16_model_with_float32_adapter_bit_for_bit():
+    """PEFT keeps the LoRA weights of a bf16 model in float32 and casts around them."""
+    plain, lean = _policies(seed=4)
+    for m in (plain, lean):
+        for name, p in m.named_parameters():
+            if "lora_" not in name:
+                p.data = p.data.bfloat16()
+    layer = next(m for m in lean.modules() if type(m) is LeanLinear)
+    assert layer.lora_A["default"].weight.dtype == torch.float32
+    assert layer._plain_weights(torch.randn(1, layer.in_features).bfloat16()) is not None
+    ids = torch.randint(3, 60, (2, 8), generator=torch.Generator().manual_seed(5))
+    want, want_grads = _logits_and_grads(plain, ids)
+    got, got_grads = _logits_and_grads(lean, ids)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, want)
     for a, b in zip(got_grads, want_grads, strict=True):
         assert torch.equal(a, b)
 

@@ -22,6 +22,13 @@ def _losses(run_dir):
     return out
 
 
+def _grad_norms(run_dir):
+    store = RunStore.open(run_dir)
+    out = [s.get("grad/norm") for s in store.steps()]
+    store.close()
+    return out
+
+
 def test_train_writes_run_directory(tiny_dir, tmp_path):
     run = tmp_path / "run"
     summary = train(load_config(None, run_overrides(tiny_dir, run)))
@@ -54,6 +61,22 @@ def test_resume_reproduces_losses(tiny_dir, tmp_path):
     # the run "crashes" after step 2; it resumes with the full step count
     train(load_config(None, run_overrides(tiny_dir, part)), resume=True)
     assert _losses(part) == _losses(full)
+
+
+def test_bf16_base_trains_and_resumes_exactly(tiny_dir, tmp_path):
+    """`lora.base_dtype`: the policy's frozen base in bf16 through the whole loop."""
+    bf16 = "lora.base_dtype='bfloat16'"
+    full = tmp_path / "full"
+    train(load_config(None, run_overrides(tiny_dir, full, bf16)))
+    part = tmp_path / "part"
+    train(load_config(None, run_overrides(tiny_dir, part, "train.steps=2", bf16)))
+    train(load_config(None, run_overrides(tiny_dir, part, bf16)), resume=True)
+    losses = _losses(part)
+    assert losses == _losses(full) and any(loss is not None for _, loss, _ in losses)
+    fp32 = tmp_path / "fp32"
+    train(load_config(None, run_overrides(tiny_dir, fp32, "train.steps=2")))
+    grads = [_grad_norms(r)[1] for r in (fp32, full)]
+    assert grads[0] != grads[1] and grads[0] == pytest.approx(grads[1], rel=0.05)  # bf16, close
 
 
 def test_resume_drops_steps_logged_after_the_checkpoint(tiny_dir, tmp_path):

@@ -8,10 +8,11 @@ projection takes for a 64-row decode step (docs/performance.md §2).
 
 `LeanLinear` is a subclass whose `forward` first checks, cheaply, for the plain case: one
 active adapter, not merged or disabled, no per-row adapter names or other arguments, no variant
-(DoRA ...), identity dropout, a plain `nn.Linear` base, the input already in the adapter's
-dtype, no hooks. It then computes exactly what PEFT computes, the same operations in the same
-order (``base(x) + B(A(x)) * scaling``), so results are bit-identical; every other case runs
-PEFT's own `forward`. `make_lean` swaps the class of a model's LoRA linears in place (their
+(DoRA ...), identity dropout, a plain `nn.Linear` base in the input's dtype (or a
+`burnish.models.frozen_base.LoweredLinear`), no hooks. It then computes exactly what PEFT
+computes, the same operations in the same order (``base(x) + B(A(x)) * scaling``, with PEFT's
+casts when the adapter's dtype differs from the input's, as with a bf16 model and its float32
+LoRA weights), so results are bit-identical; every other case runs PEFT's own `forward`. `make_lean` swaps the class of a model's LoRA linears in place (their
 state, parameters and saved format are untouched; `isinstance` checks still hold).
 """
 
@@ -20,9 +21,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from peft.tuners.lora.layer import Linear as LoraLinear
+from torch import nn
 from torch.nn.modules import module as _module
 
+from burnish.models.frozen_base import LoweredLinear
+
 __all__ = ["LeanLinear", "make_lean"]
+
+
+_BASES = (nn.Linear, LoweredLinear)  # base layers the plain case runs without PEFT's forward
 
 
 def _hooked(m: torch.nn.Module) -> bool:
@@ -46,7 +53,11 @@ class LeanLinear(LoraLinear):
         if weights is None:
             return super().forward(x, *args, **kwargs)
         base, lora_a, lora_b, scaling = weights
-        result = F.linear(x, base.weight, base.bias)
+        result = F.linear(x, base.weight, base.bias) if type(base) is nn.Linear else base.forward(x)
+        if x.dtype != lora_a.weight.dtype:  # PEFT casts the adapter's input, then the sum back
+            x = x.to(lora_a.weight.dtype)
+            lora = F.linear(F.linear(x, lora_a.weight, lora_a.bias), lora_b.weight) * scaling
+            return (result + lora).to(result.dtype)
         return result + F.linear(F.linear(x, lora_a.weight, lora_a.bias), lora_b.weight) * scaling
 
     def _plain_weights(self, x: torch.Tensor):
@@ -73,12 +84,12 @@ class LeanLinear(LoraLinear):
             lora_a is None
             or lora_b is None
             or type(dropout) is not torch.nn.Identity
-            or type(base) is not torch.nn.Linear
+            or type(base) not in _BASES
             or d.get("fan_in_fan_out", True)
             or name in d.get("lora_variant", (name,))
             or lora_b.bias is not None
-            or x.dtype != lora_a.weight.dtype
-            or x.dtype != base.weight.dtype
+            or (x.dtype != lora_a.weight.dtype and not d.get("cast_input_dtype_enabled", True))
+            or (type(base) is nn.Linear and x.dtype != base.weight.dtype)
             or _hooked(base)
             or _hooked(lora_a)
             or _hooked(lora_b)

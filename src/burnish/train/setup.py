@@ -23,6 +23,7 @@ from burnish.config import (
 )
 from burnish.envs import EnvMix, load_env
 from burnish.models import attach_lora, load_model, set_threads
+from burnish.models.frozen_base import lower_base_precision
 from burnish.scoring import EnvScorer, ScorerSpec
 from burnish.train.plan import judge_config
 
@@ -52,6 +53,8 @@ def build_policy(m: ModelConfig, lora: LoraConfig, seed: int):
             dropout=lora.dropout,
             target_modules=lora.target_modules,
         )
+        if lora.base_dtype is not None:
+            lower_base_precision(model, lora.base_dtype)
     else:
         for p in model.parameters():
             p.requires_grad_(True)
