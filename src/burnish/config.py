@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from burnish.config_engines import SamplerConfig, ScaleConfig
+from burnish.config_model import LoraConfig, ModelConfig
 from burnish.config_sft import Section, SftConfig, TeacherConfig
 from burnish.tomlwriter import TomlWriteError, dumps_model
 
@@ -42,81 +43,6 @@ _Section = Section
 
 
 # ----------------------------------------------------------------------------- core sections
-
-
-class ModelConfig(_Section):
-    name: str = "burnish-tiny"
-    """Hugging Face hub id, local directory, or "burnish-tiny" (shipped)."""
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
-    device: str = "cpu"
-    trust_remote_code: bool = False
-    threads: int | None = Field(default=None, ge=1)
-    """Torch CPU threads at most (None: `OMP_NUM_THREADS`, else the CPU count)."""
-    adapt_threads: bool = True
-    """Between steps, use fewer threads while other processes keep cores busy, and go back up
-    when they stop (`burnish.models.threads.ThreadGovernor`); false: `threads` all the run."""
-    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Extra variables passed to every chat-template render, e.g. `{enable_thinking = false}`
-    for Qwen3 without reasoning."""
-    reasoning: str = "auto"
-    """Reasoning-block parser: "auto" (`think` when the template mentions `</think>`), "none",
-    or "think". Environments see the answer after the block; all sampled tokens are trained."""
-    tool_format: str = "auto"
-    """Tool-call syntax: "auto" (from the chat template), "hermes", "llama3_json", "mistral" or
-    "compact"."""
-
-    @field_validator("reasoning")
-    @classmethod
-    def _known_reasoning(cls, v: str) -> str:
-        from burnish.models.chat import REASONING_PARSERS
-
-        allowed = ["auto", "none", *REASONING_PARSERS]
-        if v not in allowed:
-            raise ValueError(f"unknown reasoning parser {v!r}; allowed: {', '.join(allowed)}")
-        return v
-
-    @field_validator("tool_format")
-    @classmethod
-    def _known_tool_format(cls, v: str) -> str:
-        from burnish.envs.tool_calls import PARSERS
-
-        allowed = ["auto", *PARSERS]
-        if v not in allowed:
-            raise ValueError(f"unknown tool format {v!r}; allowed: {', '.join(allowed)}")
-        return v
-
-    def chat(self) -> dict[str, Any]:
-        """The keyword arguments of `burnish.models.chat.chat_format` this section sets."""
-        return {
-            "template_kwargs": dict(self.chat_template_kwargs),
-            "reasoning": self.reasoning,
-            "tool_format": self.tool_format,
-        }
-
-
-class LoraConfig(_Section):
-    enabled: bool = True
-    """False = full fine-tuning."""
-    rank: int = Field(default=16, ge=1)
-    alpha: float = Field(default=32.0, gt=0)
-    dropout: float = Field(default=0.0, ge=0, lt=1)
-    target_modules: list[str] | None = None
-    """None: a sensible default for the architecture."""
-    base_dtype: Literal["bfloat16", "float16"] | None = None
-    """Keep the frozen base weights of the adapted layers in this dtype (their matmuls run in
-    it, inputs rounded as under autocast); activations, norms, LoRA weights, embeddings and the
-    LM head keep `model.dtype`. None: `model.dtype`. "bfloat16" on a CPU with AVX-512 BF16 (or
-    a GPU): several times the float32 matmul rate and half those weights' memory
-    (docs/performance.md §2)."""
-
-    @model_validator(mode="after")
-    def _base_dtype_needs_lora(self) -> LoraConfig:
-        if self.base_dtype is not None and not self.enabled:
-            raise ValueError(
-                "lora.base_dtype keeps the frozen base weights of LoRA layers in a lower "
-                "precision; with lora.enabled = false every weight trains: unset lora.base_dtype"
-            )
-        return self
 
 
 def _check_env(name: str, kwargs: dict[str, Any]) -> None:
