@@ -2,21 +2,21 @@
 
 LoRA never changes the base model's weights, so the adapted layers' weights can be rounded once
 to bfloat16 and kept so: their matmuls then run at the bf16 rate (on a CPU with AVX-512 BF16,
-4-5x the float32 rate at the benchmark sizes, docs/performance.md §2) and the weights take half
-the memory. Everything else stays in the model's dtype: the residual stream, norms, attention
+2-6x the float32 rate at the 34m benchmark shapes, docs/performance.md §2) and the weights take
+half the memory. Everything else stays in the model's dtype: the residual stream, norms, attention
 softmax, the LoRA weights and their gradients, the embeddings and the LM head (so the logits,
 and the log-probs the loss uses, are not rounded to bf16).
 
 What a layer computes is what ``torch.autocast`` computes for a linear layer, with the weight
 cast once instead of at every call: the input is rounded to bf16, the product accumulates in
-float32 inside the kernel, and the output is handed back in the input's dtype (plus the bias,
-kept in that dtype). The backward runs the same way, so the gradient that reaches the LoRA
+float32 inside the kernel, and the output, rounded to bf16 as autocast's is, is handed back in
+the input's dtype (plus the bias, kept in that dtype). The backward runs the same way, so the gradient that reaches the LoRA
 weights of earlier layers went through bf16 matmuls.
 
 `lower_base_precision` converts a PEFT model's adapted base layers in place; the sampler and
 the trainer share the modules, so both see the same rounded weights (no sampler/trainer
-mismatch from it). Merging an adapter into a lowered layer would round the merged weight to
-bf16: `burnish export` loads a fresh base for that.
+mismatch from it). burnish never merges an adapter into its base (adapters are saved alone);
+merging one into a lowered layer would round the merged weight to bf16.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ active adapter, not merged or disabled, no per-row adapter names or other argume
 `burnish.models.frozen_base.LoweredLinear`), no hooks. It then computes exactly what PEFT
 computes, the same operations in the same order (``base(x) + B(A(x)) * scaling``, with PEFT's
 casts when the adapter's dtype differs from the input's, as with a bf16 model and its float32
-LoRA weights), so results are bit-identical; every other case runs PEFT's own `forward`. `make_lean` swaps the class of a model's LoRA linears in place (their
-state, parameters and saved format are untouched; `isinstance` checks still hold).
+LoRA weights), so results are bit-identical; every other case runs PEFT's own `forward`.
+`make_lean` swaps the class of a model's LoRA linears in place (their state, parameters and
+saved format are untouched; `isinstance` checks still hold).
 """
 
 from __future__ import annotations
@@ -56,9 +57,8 @@ class LeanLinear(LoraLinear):
         result = F.linear(x, base.weight, base.bias) if type(base) is nn.Linear else base.forward(x)
         if x.dtype != lora_a.weight.dtype:  # PEFT casts the adapter's input, then the sum back
             x = x.to(lora_a.weight.dtype)
-            lora = F.linear(F.linear(x, lora_a.weight, lora_a.bias), lora_b.weight) * scaling
-            return (result + lora).to(result.dtype)
-        return result + F.linear(F.linear(x, lora_a.weight, lora_a.bias), lora_b.weight) * scaling
+        out = result + F.linear(F.linear(x, lora_a.weight, lora_a.bias), lora_b.weight) * scaling
+        return out if out.dtype == result.dtype else out.to(result.dtype)
 
     def _plain_weights(self, x: torch.Tensor):
         """(base, lora_A, lora_B, scaling) when the plain case holds, else None.
