@@ -72,8 +72,8 @@ class LoraConfig(_Section):
     """Keep the frozen base weights of the adapted layers in this dtype (their matmuls run in
     it, inputs rounded as under autocast); activations, norms, LoRA weights, embeddings and the
     LM head keep `model.dtype`. None: `model.dtype`. "bfloat16" on a CPU with AVX-512 BF16 (or
-    a GPU): several times the float32 matmul rate and half those weights' memory, but runs that
-    are not bit-reproducible from one process to the next (docs/performance.md §2)."""
+    a GPU): several times the float32 matmul rate and half those weights' memory
+    (docs/performance.md §2)."""
 
     @model_validator(mode="after")
     def _base_dtype_needs_lora(self) -> LoraConfig:

@@ -185,3 +185,37 @@ def test_auto_layout_packs_short_completions_and_pads_long_ones():
     tokens, mask, lengths = _rows_to_batch(even, [[0] * 6 + [1] * 30 for _ in even])
     plan = plan_shared_prefixes(tokens, lengths, prompt_lengths(mask, lengths))
     assert not packed_pays(policy, plan, lengths)
+
+
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+def test_gradient_repeats_bit_for_bit_with_two_threads(layout):
+    """Rows of a group read its prefix's states, so the backward sums repeated indices; with
+    2 threads advanced indexing's backward summed them in another order at every repeat."""
+    policy, vocab = _policy()
+    g = torch.Generator().manual_seed(3)
+    rows, masks = [], []
+    for _ in range(8):
+        prompt = torch.randint(10, vocab, (24,), generator=g).tolist()
+        for _ in range(16):  # completions from a small alphabet: shared first tokens
+            out = torch.randint(10, 13, (int(torch.randint(2, 9, (1,), generator=g)),), generator=g)
+            rows.append(prompt + out.tolist())
+            masks.append([0] * len(prompt) + [1] * len(out))
+    order = torch.randperm(len(rows), generator=g).tolist()  # groups interleaved, as in training
+    tokens, mask, lengths = _rows_to_batch([rows[i] for i in order], [masks[i] for i in order])
+    weights = torch.randn(tokens.shape, generator=g)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(4):
+            policy.zero_grad()
+            logp, _ = shared_prefix_logprobs(
+                policy, tokens, lengths, prompt_lengths(mask, lengths), layout=layout
+            )
+            (logp * mask * weights).sum().backward()
+            grads.append(torch.cat([p.grad.flatten() for p in params]))
+    finally:
+        torch.set_num_threads(threads)
+    for other in grads[1:]:
+        assert torch.equal(other, grads[0])

@@ -53,6 +53,7 @@ __all__ = [
     "prompt_lengths",
     "shared_prefix_logprobs",
     "supports_shared_prefix",
+    "take",
 ]
 
 _SUPPORTED_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
@@ -165,6 +166,25 @@ def supports_shared_prefix(model: torch.nn.Module) -> bool:
     return not getattr(config, "sliding_window", None)
 
 
+def take(x: Tensor, index: Tensor) -> Tensor:
+    """``x[index]`` along dim 0 (``index`` of any shape), with a deterministic backward.
+
+    Many rows read the same prefix state, so the gradient sums repeated indices. Advanced
+    indexing's backward (`index_put_` with accumulation) adds them with parallel atomic adds on
+    a CPU, in whatever order the threads reach them: with 2 threads the same batch gave another
+    gradient in its last bits at every repeat. `index_select`'s backward (`index_add_`) adds
+    them in index order.
+    """
+    return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
+
+
+def _select_cache_rows(cache, index: Tensor) -> None:
+    """`DynamicCache.batch_select_indices` through `take` (see there), keeping autograd history."""
+    for layer in cache.layers:
+        if torch.is_tensor(getattr(layer, "keys", None)) and layer.keys.numel():
+            layer.keys, layer.values = take(layer.keys, index), take(layer.values, index)
+
+
 def _suffix_pass(body, tokens_B_T, lengths_B, plan: PrefixPlan, cache, prefix_mask_U_P):
     """Run every row's tokens after its prefix on top of the (expanded) prefix cache."""
     rows_R = plan.rows_R
@@ -175,7 +195,7 @@ def _suffix_pass(body, tokens_B_T, lengths_B, plan: PrefixPlan, cache, prefix_ma
     cols_R_S = (plen_R[:, None] + offs_S).clamp(max=tokens_B_T.shape[1] - 1)
     tokens_R_S = tokens_B_T[rows_R].gather(1, cols_R_S)
     valid_R_S = offs_S[None, :] < slen_R[:, None]
-    cache.batch_select_indices(plan.prefix_of_R)  # [U, ...] -> [R, ...], keeps autograd history
+    _select_cache_rows(cache, plan.prefix_of_R)  # [U, ...] -> [R, ...], keeps autograd history
     attn = torch.cat([prefix_mask_U_P[plan.prefix_of_R], valid_R_S.long()], dim=1)
     out = body(
         input_ids=tokens_R_S,
@@ -285,7 +305,9 @@ def shared_prefix_logprobs(
     )  # fmt: skip
 
     def assemble(values_N: Tensor) -> Tensor:  # index N (past the end): a zero
-        return torch.cat([values_N.float(), values_N.new_zeros(1, dtype=torch.float32)])[src_B_T]
+        return take(
+            torch.cat([values_N.float(), values_N.new_zeros(1, dtype=torch.float32)]), src_B_T
+        )
 
     return assemble(logp_N), assemble(ent_N) if with_entropy else None
 
@@ -322,7 +344,8 @@ def _padded_predictions(model, tokens_B_T: Tensor, lengths_B: Tensor, plan: Pref
     pre_valid_U_Q = (
         torch.arange(1, p_max, device=dev)[None, :] < plan.prefix_len_U[:, None]
     )  # Q = P - 1
-    last_H = prefix_hidden_U_P_H[plan.prefix_of_R, plen_R - 1]  # [R, H]
+    last_H = take(prefix_hidden_U_P_H.reshape(-1, prefix_hidden_U_P_H.shape[-1]),
+                  plan.prefix_of_R * p_max + plen_R - 1)  # [R, H]  # fmt: skip
     suf_in_R_S_H = torch.cat([last_H[:, None], suffix_hidden_R_S_H[:, :-1]], dim=1)
     hidden_N_H = torch.cat(
         [prefix_hidden_U_P_H[:, :-1][pre_valid_U_Q], suf_in_R_S_H[suffix_valid_R_S]]
@@ -397,4 +420,4 @@ def _packed_predictions(model, tokens_B_T: Tensor, lengths_B: Tensor, plan: Pref
     src_B_T = torch.full((B, T), unique_N.numel(), dtype=torch.long, device=dev)
     rows_F = plan.rows_R[:, None].expand(R, T)[valid_R_T]
     src_B_T[rows_F, t_R_T[valid_R_T]] = inverse_F
-    return hidden_N_H[unique_N // vocab], unique_N % vocab, src_B_T
+    return take(hidden_N_H, unique_N // vocab), unique_N % vocab, src_B_T
