@@ -74,3 +74,30 @@ def test_off_policy_epochs_use_a_fixed_old_policy():
     )
     assert m["train/optimizer_steps"] == 4.0
     assert m["ratio/max"] > 1.0  # later updates are off-policy: ratios move away from 1
+
+
+def test_optimizer_is_fused_adamw_with_the_per_tensor_update():
+    """`build_optimizer` uses the fused AdamW kernel; its steps match the per-tensor loop's."""
+    from burnish.config import load_config
+    from burnish.train.setup import build_optimizer
+
+    train_cfg = load_config(None, ["train.weight_decay=0.1"]).train
+    base, _ = tiny_model("llama", hidden_size=32, num_layers=2, num_heads=2)
+    policy = attach_lora(base, rank=4, alpha=8)
+    ref = copy.deepcopy(policy)
+    opt, _ = build_optimizer(train_cfg, policy)
+    assert opt.defaults["fused"]
+    ref_params = [p for p in ref.parameters() if p.requires_grad]
+    ref_opt = torch.optim.AdamW(
+        ref_params, lr=train_cfg.lr, betas=train_cfg.betas, weight_decay=0.1, foreach=False
+    )
+    params = [p for p in policy.parameters() if p.requires_grad]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for p, q in zip(params, ref_params, strict=True):
+            p.grad = torch.randn(p.shape, generator=g)
+            q.grad = p.grad.clone()
+        opt.step()
+        ref_opt.step()
+    for p, q in zip(params, ref_params, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
