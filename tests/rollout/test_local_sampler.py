@@ -272,3 +272,32 @@ def test_max_batch_size_splits_but_keeps_samples(model_tok):
     small = run(small_sampler.sample(prompts, params))
     assert small_sampler.stats.generations == 3
     assert [c.token_ids for c in small] == [c.token_ids for c in big]
+
+
+def test_samples_in_eval_mode_and_restores_every_module():
+    """Sampling runs with every module in eval mode (a dropout-free forward) and leaves every
+    module training again; a module that overrides `train` still has its override called."""
+    from burnish.rollout.local import _set_training
+
+    base, tok = tiny_model()
+    policy = attach_lora(base, rank=4, alpha=8).train()
+    seen = []
+
+    def spy(module, args, kwargs):
+        seen.append(all(not m.training for m in policy.modules()))
+
+    policy.get_base_model().register_forward_pre_hook(spy, with_kwargs=True)
+    run(LocalSampler(policy, tok).sample(_encode(tok)[:1], SamplingParams(max_new_tokens=3)))
+    assert seen and all(seen)
+    assert all(m.training for m in policy.modules())
+
+    class Custom(torch.nn.Module):
+        calls: list[bool] = []
+
+        def train(self, mode: bool = True):
+            Custom.calls.append(mode)
+            return super().train(mode)
+
+    outer = torch.nn.Sequential(torch.nn.Linear(2, 2), Custom())
+    _set_training(outer, False)
+    assert Custom.calls == [False] and not any(m.training for m in outer.modules())

@@ -249,7 +249,7 @@ class LocalSampler:
         """The module to run for ``adapter``, in eval mode, restoring the model's state after."""
         model = self.model
         was_training = model.training
-        model.eval()
+        _set_training(model, False)
         try:
             if adapter is None:
                 yield _runnable(model)
@@ -260,7 +260,7 @@ class LocalSampler:
                 with _active_adapter(model, adapter):
                     yield _runnable(model)
         finally:
-            model.train(was_training)
+            _set_training(model, was_training)
 
     def _eos_ids(self) -> list[int]:
         """The model's end-of-turn ids (`burnish.models.chat.end_token_ids`: tokenizer EOS,
@@ -322,3 +322,27 @@ def _active_adapter(model: Any, name: str) -> Iterator[None]:
         model.set_adapter(previous)
         for p, flag in flags:
             p.requires_grad_(flag)
+
+
+def _set_training(model: torch.nn.Module, training: bool) -> None:
+    """``model.train(training)`` as one flat loop over the modules.
+
+    `Module.train` recurses through every module and sets the flag through `Module.__setattr__`:
+    2.4 ms for an eval + train pair at burnish-tiny's 341 modules (PEFT's wrappers included),
+    against 1.0 ms here, once per sampling batch. Where a module overrides `train` (other than
+    transformers' own, which only recasts hub kernels when there are any) it is called instead.
+    """
+    from transformers import PreTrainedModel
+
+    modules = list(model.modules())
+    for m in modules:
+        train = type(m).train
+        plain = train is torch.nn.Module.train or (
+            train is PreTrainedModel.train and not getattr(m, "use_kernels", False)
+        )
+        if not plain:
+            model.train(training)
+            return
+    for m in modules:
+        if m.training != training:
+            object.__setattr__(m, "training", training)

@@ -45,19 +45,15 @@ def pack(groups: Sequence[Group], *, mask_truncated: bool = False, pad_id: int =
     if not rows:
         raise ValueError("nothing to train on: every rollout was unscorable or empty")
 
-    B, T = len(rows), max(len(r[0]) for r in rows)
-    tokens = torch.full((B, T), pad_id, dtype=torch.long)
-    mask = torch.zeros(B, T)
-    sampler_logp = torch.zeros(B, T)
-    for i, (tok, m, lp, _) in enumerate(rows):
-        n = len(tok)
-        tokens[i, :n] = torch.tensor(tok, dtype=torch.long)
-        mask[i, :n] = torch.tensor(m, dtype=torch.float32)
-        sampler_logp[i, :n] = torch.tensor(lp, dtype=torch.float32)
+    T = max(len(r[0]) for r in rows)
+
+    def padded(k: int, fill) -> list[list]:  # one tensor from lists, not one per row
+        return [[*r[k], *[fill] * (T - len(r[k]))] for r in rows]
+
     return TrainBatch(
-        tokens_B_T=tokens,
-        mask_B_T=mask,
-        sampler_logp_B_T=sampler_logp,
+        tokens_B_T=torch.tensor(padded(0, pad_id), dtype=torch.long),
+        mask_B_T=torch.tensor(padded(1, 0), dtype=torch.float32),
+        sampler_logp_B_T=torch.tensor(padded(2, 0.0), dtype=torch.float32),
         advantages_B=torch.tensor([r[3] for r in rows], dtype=torch.float32),
         lengths_B=torch.tensor([len(r[0]) for r in rows], dtype=torch.long),
     )
