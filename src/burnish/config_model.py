@@ -72,7 +72,8 @@ class LoraConfig(_Section):
     """Keep the frozen base weights of the adapted layers in this dtype (their matmuls run in
     it, inputs rounded as under autocast); activations, norms, LoRA weights, embeddings and the
     LM head keep `model.dtype`. None: `model.dtype`. "bfloat16" on a CPU with AVX-512 BF16 (or
-    a GPU): several times the float32 matmul rate and half those weights' memory
+    a GPU): several times the float32 matmul rate and half those weights' memory; on a CPU
+    without native bf16 (no AVX-512 BF16 or AMX) it is several times slower than float32
     (docs/performance.md §2)."""
 
     @model_validator(mode="after")
