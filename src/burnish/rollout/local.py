@@ -327,9 +327,9 @@ def _active_adapter(model: Any, name: str) -> Iterator[None]:
 def _set_training(model: torch.nn.Module, training: bool) -> None:
     """``model.train(training)`` as one flat loop over the modules.
 
-    `Module.train` recurses through every module and sets the flag through `Module.__setattr__`:
-    2.4 ms for an eval + train pair at burnish-tiny's 341 modules (PEFT's wrappers included),
-    against 1.0 ms here, once per sampling batch. Where a module overrides `train` (other than
+    `Module.train` recurses through every module and sets the flag through `Module.__setattr__`,
+    once per sampling batch over burnish-tiny's 341 modules (PEFT's wrappers included); its
+    share of a step is in `benchmarks/RESULTS.md`. Where a module overrides `train` (other than
     transformers' own, which only recasts hub kernels when there are any) it is called instead.
     """
     from transformers import PreTrainedModel

@@ -146,7 +146,7 @@ def build_optimizer(t: TrainConfig, policy) -> tuple[torch.optim.Optimizer, Any]
         and next(iter(devices)).type in ("cpu", "cuda")
         and all(p.dtype.is_floating_point for p in params)
     )
-    opt = torch.optim.AdamW(
+    opt = torch.optim.AdamW(  # None, not False: torch then still picks foreach where it pays
         params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, fused=fused or None
     )
 
