@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from burnish.models.kv_cache import reserved_cache
 from burnish.models.logprobs import position_ids_from_mask
 from burnish.models.lora import RowAdapters
 
@@ -240,8 +241,13 @@ class _Batch:
 
 def _prefill(model, batch: _Batch, rows: list[GenerationRow], adapters, keep_kw: dict):
     """Run each distinct (prompt, adapter) once (a group's G rows share theirs), then copy its
-    KV cache and last logits to every row that asked for it. Returns ``(cache, logits_B_V)``."""
+    KV cache and last logits to every row that asked for it. Returns ``(cache, logits_B_V)``.
+
+    The cache is a `reserved_cache` (decode steps write in place) where the model allows one."""
     device = batch.ids_B_L.device
+    cache_kw, _ = _forward_keywords(model)
+    cache = reserved_cache(model, extra=batch.uniform_B_S.shape[1])
+    cache_arg = {} if cache is None else {cache_kw: cache}
     first: dict[tuple, int] = {}  # (prompt, adapter) -> first row that has it
     for i, r in enumerate(rows):
         first.setdefault((r.prompt, r.adapter), i)
@@ -256,6 +262,7 @@ def _prefill(model, batch: _Batch, rows: list[GenerationRow], adapters, keep_kw:
         position_ids=position_ids_from_mask(batch.mask_B_L)[first_row],
         use_cache=True,
         **keep_kw,
+        **cache_arg,
     )
     cache = getattr(out, "cache", None) or out.past_key_values
     logits_B_V = out.logits[:, -1][row_to_unique.to(device)].float()
