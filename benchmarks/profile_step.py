@@ -120,6 +120,8 @@ def profile(args) -> list[dict[str, float]]:
         importlib.import_module("burnish.models.shared_prefix").packed_pays = lambda *a: False
     if "lean-lora" in args.without:
         importlib.import_module("burnish.models.lora").make_lean = lambda model: 0
+    if "wide-head" in args.without:
+        importlib.import_module("burnish.models.load").widen_head = lambda model: False
     layouts = importlib.import_module("burnish.models.shared_prefix")
     counted = layouts.packed_pays
 
@@ -159,7 +161,7 @@ def main() -> None:
         "--without",
         action="append",
         default=[],
-        choices=("frozen-head", "packed-prefix", "lean-lora"),
+        choices=("frozen-head", "packed-prefix", "lean-lora", "wide-head"),
         help="turn one speed-up off, to measure what it gives (repeatable)",
     )
     args = p.parse_args()

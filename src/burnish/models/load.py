@@ -19,6 +19,7 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from burnish.models.chat import attach_chat_format, chat_format
+from burnish.models.wide_head import widen_head
 
 __all__ = [
     "DTYPES",
@@ -107,7 +108,8 @@ def load_model(
 
     Returns:
         The model in eval mode and its tokenizer, with a pad token set (EOS if it had none) and
-        the model's `ChatFormat` attached (`burnish.models.chat.chat_format_of` reads it).
+        the model's `ChatFormat` attached (`burnish.models.chat.chat_format_of` reads it). An
+        LM head of a large vocabulary is made a `burnish.models.wide_head.WideHead`.
 
     Raises:
         ValueError: on an unknown ``dtype``.
@@ -124,6 +126,7 @@ def load_model(
     if gen is not None and gen.pad_token_id is None:
         gen.pad_token_id = tokenizer.pad_token_id
     attach_chat_format(tokenizer, chat_format(tokenizer, gen, **(chat or {})))
+    widen_head(model)  # a large vocabulary's head, few rows at a time (burnish.models.wide_head)
     return model.to(device).eval(), tokenizer
 
 

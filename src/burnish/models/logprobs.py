@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from burnish.algorithms.logsoftmax import check_knobs, entropy_from_logits, selective_log_softmax
+from burnish.models.wide_head import WideHead
 
 __all__ = ["body_and_head", "position_ids_from_mask", "sequence_logprobs"]
 
@@ -133,7 +134,7 @@ def _frozen_linear(head: torch.nn.Module) -> bool:
     """Whether `head` is a plain linear layer without trainable weights (LoRA leaves it so) over
     a vocabulary of at least `FROZEN_HEAD_MIN_VOCAB` tokens."""
     return (
-        type(head) is torch.nn.Linear
+        type(head) in (torch.nn.Linear, WideHead)
         and head.out_features >= FROZEN_HEAD_MIN_VOCAB
         and not any(p.requires_grad for p in head.parameters())
     )

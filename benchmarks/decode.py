@@ -1,0 +1,133 @@
+"""The decode loop with one of its speed-ups on and off: the KV cache, or the LM head.
+
+- ``--change kv-cache``: transformers' `DynamicLayer` concatenates every new token onto its keys
+  and values, copying the whole cache at each decode step;
+  `burnish.models.kv_cache.ReservedLayer` writes the token into room reserved at the prefill.
+- ``--change wide-head``: `burnish.models.wide_head.WideHead` computes a large vocabulary's LM
+  head weight-first for few rows, against ``F.linear`` (the plain `nn.Linear`).
+
+This times `generate_rows` (the `LocalSampler` engine) both ways on the LoRA policy of a
+benchmark size (`bench_models`), the same rows (one prompt per group, G samples each, every row
+running to the token budget), interleaved, and prints the median time per call, the median
+ratio and its range, and whether both gave the same tokens and logprobs.
+
+    python benchmarks/decode.py --change kv-cache --size tiny --new-tokens 16
+    python benchmarks/decode.py --change kv-cache --size 34m --new-tokens 256 --repeats 3
+    python benchmarks/decode.py --change wide-head --size 100m --new-tokens 16 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_models  # noqa: E402
+import torch  # noqa: E402
+
+
+def _rows(tok, prompts: int, group: int, new_tokens: int):
+    from burnish.models.generate import GenerationRow
+
+    texts = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": f"What is {i * 37 % 100} + {i * 11 % 100}?"}],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for i in range(prompts)
+    ]
+    # no stop tokens: every row decodes the whole budget, so the cache reaches its full length
+    return [
+        GenerationRow(prompt=tuple(tok.encode(t)), max_new_tokens=new_tokens, seed=i * group + j)
+        for i, t in enumerate(texts)
+        for j in range(group)
+    ]
+
+
+def _switch(change: str, model):
+    """Two functions that turn ``change`` on and off in the decode loop."""
+    from burnish.models import generate as gen
+    from burnish.models.wide_head import WideHead
+
+    if change == "kv-cache":
+        reserved = gen.reserved_cache
+
+        def on():
+            gen.reserved_cache = reserved
+
+        def off():
+            gen.reserved_cache = lambda model, extra: None
+
+        return on, off
+    head = model.get_output_embeddings()
+    if type(head) is not WideHead:
+        raise SystemExit(f"this size's LM head ({head.out_features} tokens) is not a WideHead")
+
+    def widen():
+        head.__class__ = WideHead
+
+    def plain():
+        head.__class__ = torch.nn.Linear
+
+    return widen, plain
+
+
+def main() -> None:
+    from burnish.models import attach_lora, load_model
+    from burnish.models import generate as gen
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--change", choices=("kv-cache", "wide-head"), required=True)
+    p.add_argument("--size", choices=bench_models.SIZES, default="tiny")
+    p.add_argument("--prompts", type=int, default=4)
+    p.add_argument("--group", type=int, default=8)
+    p.add_argument("--new-tokens", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, tok = load_model(bench_models.build(a.size, Path(tmp)))
+    policy = attach_lora(model).eval()
+    base = policy.get_base_model()
+    rows = _rows(tok, a.prompts, a.group, a.new_tokens)
+    on, off = _switch(a.change, base)
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    out = {}
+    for i in range(a.repeats + 1):  # the first round warms up
+        for kind, switch in (("on", on), ("off", off)):
+            switch()
+            t = time.perf_counter()
+            out[kind] = gen.generate_rows(base, tok, rows, pad_id=tok.pad_token_id)
+            if i:
+                times[kind].append(time.perf_counter() - t)
+    on()
+    same = all(
+        (x.tokens, x.logprobs) == (y.tokens, y.logprobs)
+        for x, y in zip(out["on"], out["off"], strict=True)
+    )
+    gap = max(
+        (abs(u - v) for x, y in zip(out["on"], out["off"]) for u, v in zip(x.logprobs, y.logprobs)),
+        default=0.0,
+    )
+    ratios = [t_off / t_on for t_on, t_off in zip(times["on"], times["off"], strict=True)]
+    print(
+        f"{a.change}, size {a.size}: {len(rows)} rows ({a.prompts} prompts x {a.group}), "
+        f"{a.new_tokens} new tokens, {a.threads} thread(s), {a.repeats} interleaved repeats"
+    )
+    for kind, ts in times.items():
+        print(f"  {a.change} {kind:3s} {statistics.median(ts) * 1e3:9.1f} ms per call (median)")
+    print(f"  same tokens and logprobs: {same} (largest logprob difference {gap:.2e})")
+    print(
+        f"time ratio off/on: {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
