@@ -40,10 +40,17 @@ def test_same_logits_as_linear_for_few_rows(bias, shape, monkeypatch):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_recorded_gradients_and_other_shapes_take_linear_itself():
+def test_recorded_gradients_and_other_shapes_take_linear_itself(monkeypatch):
     head = _head(True)
     wide = _head(True)
     wide.__class__ = WideHead
+    calls = []
+
+    def linear(*args):
+        calls.append(args[0].shape)
+        return F.linear(*args)
+
+    monkeypatch.setattr(wide_head, "F", SimpleNamespace(linear=linear))
     x = torch.randn(6, 24, requires_grad=True)
     assert torch.equal(wide(x), F.linear(x, head.weight, head.bias))  # bit for bit
     wide(x).sum().backward()
@@ -53,6 +60,8 @@ def test_recorded_gradients_and_other_shapes_take_linear_itself():
             assert torch.equal(wide(rows), F.linear(rows, head.weight, head.bias))
         wide64, x64 = wide.double(), torch.randn(4, 24, dtype=torch.float64)  # not float32
         assert torch.equal(wide64(x64), F.linear(x64, wide64.weight, wide64.bias))
+    # every call above went through F.linear, none weight-first
+    assert calls == [(6, 24), (6, 24), (1, 24), (MAX_ROWS + 1, 24), (4, 24)]
 
 
 def test_widen_head_takes_large_plain_heads_only(tmp_path):

@@ -1,8 +1,9 @@
 """A KV cache for the decode loop that writes each new token in place instead of concatenating.
 
 transformers' `DynamicLayer` grows its keys and values with ``torch.cat`` at every decode step,
-which copies the whole cache each time: at the 34m benchmark size (32 rows, 8 layers) those
-copies were about a sixth of the decode loop's time (docs/performance.md §2). `ReservedLayer`
+which copies the whole cache each time, so the copies grow with the completion: at the 34m
+benchmark size (32 rows, 8 layers) a 256-token decode ran 1.28x faster without them, a 32-token
+one 1.01x (`benchmarks/decode.py --change kv-cache`, docs/performance.md §2). `ReservedLayer`
 keeps the same contract (its ``keys``/``values`` are exactly the tokens seen so far, so masks,
 positions and attention are unchanged) but, on its first update, allocates room for the prompt
 plus ``extra`` more tokens and then copies only the new token into that room. It departs from

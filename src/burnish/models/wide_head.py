@@ -6,7 +6,7 @@ weight of ``V`` rows (151,936 for Qwen's vocabulary). On a CPU, ``F.linear(x, W)
 ``(W @ x.T).T`` made contiguous: 2.6-2.9x at 4 rows, 1.4-1.5x at 32, 1.1-1.3x at 64 (float32
 weights of 151,936 x 512, 151,936 x 896 and 32,000 x 512, 2 threads; `benchmarks/wide_head.py`,
 docs/performance.md §2). The BLAS call of the first form packs the whole large weight for a
-few rows; the second streams it once. At one row the two are equal, and at 512 rows the first
+few rows; the second streams it once. At one row the two are within 10%, and at 512 rows the first
 is faster (the copy back to a row-major result then costs more than the packing saved).
 
 `WideHead` is an `nn.Linear` subclass whose forward takes the weight-first form where it pays:
@@ -27,8 +27,9 @@ from torch import nn
 __all__ = ["MAX_ROWS", "MIN_VOCAB", "WideHead", "widen_head"]
 
 MIN_VOCAB = 8192
-"""Output layers with at least this many rows become `WideHead` (the frozen-head threshold of
-`burnish.models.logprobs`; below it the head is a small share of a step)."""
+"""Output layers with at least this many rows become `WideHead` (the threshold of the frozen-head
+path in `burnish.models.logprobs`; `benchmarks/wide_head.py` measures vocabularies of 32,000
+and 151,936)."""
 
 MAX_ROWS = 64
 """Most rows the weight-first form is used for (1.1-1.3x at 64 rows, slower at 512)."""
