@@ -9,6 +9,9 @@ from pydantic import Field, field_validator, model_validator
 
 from burnish.config_sft import Section as _Section
 
+BaseMatmul = Literal["auto", "onednn", "blas"]
+"""The CPU kernels ``lora.base_matmul`` chooses from (`burnish.models.onednn_linear`)."""
+
 
 class ModelConfig(_Section):
     name: str = "burnish-tiny"
@@ -75,6 +78,12 @@ class LoraConfig(_Section):
     a GPU): several times the float32 matmul rate and half those weights' memory; on a CPU
     without native bf16 (no AVX-512 BF16 or AMX) it is several times slower than float32
     (docs/performance.md §2)."""
+    base_matmul: BaseMatmul = "blas"
+    """The CPU kernel of the frozen float32 base layers' large matmuls
+    (`burnish.models.onednn_linear`): "onednn", or "blas" (torch's `F.linear`, MKL on x86).
+    "auto": oneDNN on AMD x86 CPUs, where its products are measured 1.1-1.6x faster than MKL's
+    sgemm, BLAS elsewhere. Default "blas": the end-to-end step gain is not yet established.
+    Same float32 arithmetic either way (the order of the sums differs)."""
 
     @model_validator(mode="after")
     def _base_dtype_needs_lora(self) -> LoraConfig:

@@ -24,6 +24,7 @@ from burnish.config import (
 from burnish.envs import EnvMix, load_env
 from burnish.models import attach_lora, load_model, set_threads
 from burnish.models.frozen_base import lower_base_precision
+from burnish.models.onednn_linear import route_base_matmuls
 from burnish.scoring import EnvScorer, ScorerSpec
 from burnish.train.plan import judge_config
 
@@ -55,6 +56,7 @@ def build_policy(m: ModelConfig, lora: LoraConfig, seed: int):
         )
         if lora.base_dtype is not None:
             lower_base_precision(model, lora.base_dtype)
+        route_base_matmuls(model, lora.base_matmul)
     else:
         for p in model.parameters():
             p.requires_grad_(True)
