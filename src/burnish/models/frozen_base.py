@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LOWERED_DTYPES", "LoweredLinear", "lower_base_precision"]
+__all__ = ["LOWERED_DTYPES", "LoweredLinear", "lora_base_layers", "lower_base_precision"]
 
 LOWERED_DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 """The dtypes `lower_base_precision` takes, by their config names."""
@@ -39,6 +39,16 @@ class LoweredLinear(nn.Linear):
         return out if self.bias is None else out + self.bias
 
 
+def lora_base_layers(model: nn.Module, types: tuple[type, ...]):
+    """The base layers of ``model``'s LoRA projections whose class is one of ``types``."""
+    from peft.tuners.lora import LoraLayer
+
+    for m in model.modules():
+        base = getattr(m, "base_layer", None) if isinstance(m, LoraLayer) else None
+        if type(base) in types:
+            yield base
+
+
 def lower_base_precision(model: nn.Module, dtype: str) -> int:
     """Store the frozen base weight of every LoRA-adapted `nn.Linear` of ``model`` in ``dtype``.
 
@@ -49,16 +59,11 @@ def lower_base_precision(model: nn.Module, dtype: str) -> int:
     """
     if dtype not in LOWERED_DTYPES:
         raise ValueError(f"unknown base dtype {dtype!r}; allowed: {sorted(LOWERED_DTYPES)}")
-    from peft.tuners.lora import LoraLayer
-
     target = LOWERED_DTYPES[dtype]
     n = 0
-    for m in model.modules():
-        base = getattr(m, "base_layer", None) if isinstance(m, LoraLayer) else None
-        if type(base) not in (nn.Linear, LoweredLinear):
-            continue
+    for base in lora_base_layers(model, (nn.Linear, LoweredLinear)):
         if base.weight.requires_grad:
-            raise ValueError(f"the base weight of {type(m).__name__} is trainable: not lowered")
+            raise ValueError("the base weight of a LoRA layer is trainable: not lowered")
         if base.weight.dtype != target:
             base.weight.data = base.weight.data.to(target)
         base.__class__ = LoweredLinear

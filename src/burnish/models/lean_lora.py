@@ -10,9 +10,10 @@ projection takes for a 64-row decode step (docs/performance.md §2).
 active adapter, not merged or disabled, no per-row adapter names or other arguments, no variant
 (DoRA ...), identity dropout, a plain `nn.Linear` base in the input's dtype (or a
 `burnish.models.frozen_base.LoweredLinear` or `burnish.models.onednn_linear.OneDnnLinear`), no
-hooks. It then computes exactly what PEFT computes, the same operations in the same order (``base(x) + B(A(x)) * scaling``, with PEFT's
-casts when the adapter's dtype differs from the input's, as with a bf16 model and its float32
-LoRA weights), so results are bit-identical; every other case runs PEFT's own `forward`.
+hooks. It then computes exactly what PEFT computes, the same operations in the same order
+(``base(x) + B(A(x)) * scaling``, with PEFT's casts when the adapter's dtype differs from the
+input's, as with a bf16 model and its float32 LoRA weights), so results are bit-identical; every
+other case runs PEFT's own `forward`.
 `make_lean` swaps the class of a model's LoRA linears in place (their state, parameters and
 saved format are untouched; `isinstance` checks still hold).
 """
@@ -31,11 +32,8 @@ from burnish.models.onednn_linear import OneDnnLinear
 __all__ = ["LeanLinear", "make_lean"]
 
 
-_BASES = (
-    nn.Linear,
-    LoweredLinear,
-    OneDnnLinear,
-)  # base layers the plain case runs without PEFT's forward
+# base layers the plain case runs without PEFT's forward
+_BASES = (nn.Linear, LoweredLinear, OneDnnLinear)
 
 
 def _hooked(m: torch.nn.Module) -> bool:

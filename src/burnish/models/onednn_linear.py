@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from burnish.config_model import BaseMatmul
+from burnish.models.frozen_base import lora_base_layers
 
 __all__ = [
     "BASE_MATMULS",
@@ -104,9 +105,9 @@ class _FrozenLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):  # noqa: D102
         (weight,) = ctx.saved_tensors
-        wt = weight.t()  # grad_x = grad_out @ W: a linear with the transposed weight
-        grad_x = _onednn(grad_out, wt, None) if _pays(grad_out, wt) else grad_out @ weight
-        return grad_x, None, None
+        # grad_x = grad_out @ W, a linear with the transposed weight: as many multiply-adds as
+        # the forward, which `OneDnnLinear` sent here only when they pay
+        return _onednn(grad_out, weight.t(), None), None, None
 
 
 class OneDnnLinear(nn.Linear):
@@ -137,13 +138,8 @@ def route_base_matmuls(model: nn.Module, mode: str) -> int:
     """
     if not wants_onednn(mode):
         return 0
-    from peft.tuners.lora import LoraLayer
-
     n = 0
-    for m in model.modules():
-        base = getattr(m, "base_layer", None) if isinstance(m, LoraLayer) else None
-        if type(base) not in (nn.Linear, OneDnnLinear):
-            continue
+    for base in lora_base_layers(model, (nn.Linear, OneDnnLinear)):
         w = base.weight
         if w.requires_grad or w.dtype != torch.float32 or w.device.type != "cpu":
             continue
