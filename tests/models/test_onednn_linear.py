@@ -122,4 +122,4 @@ def test_bad_choices_are_refused():
         wants_onednn("mkl")
     with pytest.raises(ConfigError, match="base_matmul"):
         load_config(None, ["lora.base_matmul='mkl'"])
-    assert load_config(None, []).lora.base_matmul == "blas"
+    assert load_config(None, []).lora.base_matmul == "auto"

@@ -43,7 +43,7 @@ from burnish.train.export import export_weights
 from burnish.train.forgetting import ForgettingProbe
 from burnish.train.groups import TaskCursor, informative, shape_rewards, with_advantages
 from burnish.train.guards import ScorableWatch, advisories, check_run_dir, loss_advice
-from burnish.train.heap import start_up_frozen
+from burnish.train.heap import steps_heap
 from burnish.train.metrics import rollout_compute, step_metrics
 from burnish.train.plan import RunPlan
 from burnish.train.run_monitor import RunMonitor
@@ -150,7 +150,7 @@ async def _train(run: Run, on_step: OnStep | None, t0: float) -> dict[str, Any]:
     run.trainer.start(run.policy, run.optimizer, run.scheduler)  # ranks 1.. copy rank 0
     if run.before is None:
         run.before = await run_eval(run, step=0)
-    with start_up_frozen():  # full garbage collections walk only what the steps make
+    with steps_heap(run.config.model.keep_freed_memory):  # docs/performance.md §2
         saved = await _steps(run, on_step)
     return await end_run(run, saved, t0)
 

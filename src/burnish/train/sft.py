@@ -22,7 +22,7 @@ from burnish.algorithms import aggregate
 from burnish.config import RunConfig, SftConfig
 from burnish.models.packed import packed_logprobs
 from burnish.train.evaluation import run_eval
-from burnish.train.heap import start_up_frozen
+from burnish.train.heap import steps_heap
 from burnish.train.loop import Run, checkpoint, close_run, due_evals, end_run, publish, start_run
 from burnish.train.sft_data import (
     PackedRows,
@@ -93,7 +93,7 @@ async def _sft(run: Run, encoded, on_step: OnStep | None, t0: float) -> dict[str
     if run.before is None:
         run.before = await run_eval(run, step=0)
     saved = run.start
-    with start_up_frozen():  # full garbage collections walk only what the steps make
+    with steps_heap(config.model.keep_freed_memory):  # docs/performance.md §2
         for step in range(run.start, config.train.steps):
             ts = time.time()
             idx = batch_indices(len(encoded), s.batch_size, config.train.seed, step)
