@@ -28,7 +28,7 @@ class ModelConfig(_Section):
     """While the steps run, keep the memory torch frees in the process heap instead of handing
     it back to the kernel, which then faults in and zeroes fresh pages for every large tensor
     (`burnish.train.heap.freed_memory_kept`, glibc only). The process holds its peak memory
-    until the steps end. A 100m step 1.3x faster (docs/performance.md §2)."""
+    until the steps end. A 100m step 1.5-1.6x faster (docs/performance.md §2)."""
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra variables passed to every chat-template render, e.g. `{enable_thinking = false}`
     for Qwen3 without reasoning."""

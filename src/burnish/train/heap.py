@@ -70,9 +70,12 @@ def freed_memory_kept(enabled: bool = True) -> Iterator[bool]:
 
     Inside the block glibc serves every block from its heap (no mmap) and never trims the heap
     below its high-water mark, so the kernel does not fault in and zero fresh pages for each
-    large tensor. The process keeps its peak memory until the block ends; then the defaults
-    come back and the free memory is returned to the kernel (``malloc_trim``). Nested blocks
-    leave it to the outermost. ``model.keep_freed_memory`` turns it off.
+    large tensor. The process keeps its peak memory until the block ends; then glibc's default
+    values come back and the free memory is returned to the kernel (``malloc_trim``). glibc has
+    no getter for these settings, so values set through ``MALLOC_MMAP_MAX_`` or
+    ``MALLOC_TRIM_THRESHOLD_`` are not restored, and after any ``mallopt`` glibc stops raising its
+    mmap threshold by itself. Nested blocks leave it to the outermost.
+    ``model.keep_freed_memory`` turns it off.
     """
     global _kept_depth
     libc = _glibc() if enabled else None
