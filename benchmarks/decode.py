@@ -1,10 +1,17 @@
-"""The decode loop with one of its speed-ups on and off: the KV cache, or the LM head.
+"""The decode loop with one of its speed-ups on and off: the KV cache, the LM head, or merged LoRA.
 
 - ``--change kv-cache``: transformers' `DynamicLayer` concatenates every new token onto its keys
   and values, copying the whole cache at each decode step;
   `burnish.models.kv_cache.ReservedLayer` writes the token into room reserved at the prefill.
 - ``--change wide-head``: `burnish.models.wide_head.WideHead` computes a large vocabulary's LM
   head weight-first for few rows, against ``F.linear`` (the plain `nn.Linear`).
+- ``--change merged-lora``: `burnish.models.lean_lora.merged_lora` runs each LoRA layer as one
+  product with ``W + B @ A * scaling`` during the decode, against the unmerged layers (three
+  products, a scale and a sum). The adapter's B starts random (std 0.02, as after training)
+  instead of PEFT's zeros, so the two differ by rounding and the logprob gap is a real one.
+- ``--change fast-decode``: `burnish.models.fast_decode.FastDecoder` runs each decode step from
+  the (merged) weights, against the model's own forward on the same merged layers (LoRA B
+  random as for ``merged-lora``).
 
 This times `generate_rows` (the `LocalSampler` engine) both ways on the LoRA policy of a
 benchmark size (`bench_models`), the same rows (one prompt per group, G samples each, every row
@@ -14,11 +21,14 @@ ratio and its range, and whether both gave the same tokens and logprobs.
     python benchmarks/decode.py --change kv-cache --size tiny --new-tokens 16
     python benchmarks/decode.py --change kv-cache --size 34m --new-tokens 256 --repeats 3
     python benchmarks/decode.py --change wide-head --size 100m --new-tokens 16 --repeats 3
+    python benchmarks/decode.py --change merged-lora --size tiny --prompts 8 --new-tokens 12
+    python benchmarks/decode.py --change fast-decode --size tiny --prompts 8 --new-tokens 12
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -65,6 +75,22 @@ def _switch(change: str, model):
             gen.reserved_cache = lambda model, extra: None
 
         return on, off
+    if change == "merged-lora":
+        merged = gen.merged_lora
+
+        def merge():
+            gen.merged_lora = merged
+
+        def unmerged(model, tokens):
+            return contextlib.nullcontext(0)
+
+        return merge, lambda: setattr(gen, "merged_lora", unmerged)
+    if change == "fast-decode":
+        fast = gen.fast_decoder
+        return (
+            lambda: setattr(gen, "fast_decoder", fast),
+            lambda: setattr(gen, "fast_decoder", lambda model, cache: None),
+        )
     head = model.get_output_embeddings()
     if type(head) is not WideHead:
         raise SystemExit(f"this size's LM head ({head.out_features} tokens) is not a WideHead")
@@ -83,7 +109,9 @@ def main() -> None:
     from burnish.models import generate as gen
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--change", choices=("kv-cache", "wide-head"), required=True)
+    p.add_argument(
+        "--change", choices=("kv-cache", "wide-head", "merged-lora", "fast-decode"), required=True
+    )
     p.add_argument("--size", choices=bench_models.SIZES, default="tiny")
     p.add_argument("--prompts", type=int, default=4)
     p.add_argument("--group", type=int, default=8)
@@ -95,6 +123,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model, tok = load_model(bench_models.build(a.size, Path(tmp)))
     policy = attach_lora(model).eval()
+    if a.change in ("merged-lora", "fast-decode"):
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(0)
+            for name, param in policy.named_parameters():
+                if "lora_B" in name:
+                    param.copy_(torch.randn(param.shape, generator=g) * 0.02)
     base = policy.get_base_model()
     rows = _rows(tok, a.prompts, a.group, a.new_tokens)
     on, off = _switch(a.change, base)

@@ -20,11 +20,13 @@ Prints seconds per step and the share of each phase over the timed steps (the fi
     python benchmarks/profile_step.py --size tiny
     python benchmarks/profile_step.py --size 100m --threads 2
     python benchmarks/profile_step.py --size 34m --precision mixed   # vs_trl.PRECISIONS
+    python benchmarks/profile_step.py --size tiny --without fast-decode   # one speed-up off
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import statistics
@@ -122,6 +124,13 @@ def profile(args) -> list[dict[str, float]]:
         importlib.import_module("burnish.models.lora").make_lean = lambda model: 0
     if "wide-head" in args.without:
         importlib.import_module("burnish.models.load").widen_head = lambda model: False
+    generate = importlib.import_module("burnish.models.generate")
+    if "merged-lora" in args.without:  # unmerged layers: the fast decode step steps aside too
+        generate.merged_lora = lambda model, tokens: contextlib.nullcontext(0)
+    if "fast-decode" in args.without:
+        generate.fast_decoder = lambda model, cache: None
+    if "hub-kernels-off" in args.without:  # transformers' default: hub kernels on
+        importlib.import_module("burnish.models.load")._without_hub_kernels = lambda model: None
     layouts = importlib.import_module("burnish.models.shared_prefix")
     counted = layouts.packed_pays
 
@@ -161,7 +170,15 @@ def main() -> None:
         "--without",
         action="append",
         default=[],
-        choices=("frozen-head", "packed-prefix", "lean-lora", "wide-head"),
+        choices=(
+            "frozen-head",
+            "packed-prefix",
+            "lean-lora",
+            "wide-head",
+            "merged-lora",
+            "fast-decode",
+            "hub-kernels-off",
+        ),
         help="turn one speed-up off, to measure what it gives (repeatable)",
     )
     args = p.parse_args()

@@ -1,5 +1,6 @@
 """`LeanLinear` computes what PEFT's LoRA `Linear` computes, bit for bit, and falls back to
-PEFT's own forward in every case its fast path does not cover."""
+PEFT's own forward in every case its fast path does not cover; `merged_lora` runs PEFT's merged
+weights without touching the base ones."""
 
 import copy
 
@@ -7,7 +8,14 @@ import torch
 from lora_helpers import nonzero_lora_policy
 from peft.tuners.lora.layer import Linear as LoraLinear
 
-from burnish.models.lean_lora import LeanLinear, make_lean
+from burnish.models import lean_lora
+from burnish.models.lean_lora import (
+    LeanLinear,
+    MergedLinear,
+    effective_linear,
+    make_lean,
+    merged_lora,
+)
 from burnish.models.lora import RowAdapters, reference_mode
 
 
@@ -95,3 +103,57 @@ def test_fallbacks_give_peft_results():
         dropped = layer(x)
         torch.manual_seed(0)
         assert torch.equal(dropped, LoraLinear.forward(layer, x))  # PEFT's dropout path
+
+
+def test_merged_lora_runs_the_weights_peft_merges_and_leaves_the_base_untouched():
+    _, lean = _policies(seed=2)
+    peft_merged = copy.deepcopy(lean)
+    peft_merged.merge_adapter()  # PEFT adds (B @ A) * scaling into the base weight
+    ids = torch.randint(3, 60, (2, 7), generator=torch.Generator().manual_seed(3))
+    weights = {n: p.clone() for n, p in lean.named_parameters()}
+    with torch.no_grad():
+        unmerged = lean(input_ids=ids).logits
+        with merged_lora(lean, tokens=10_000) as n:
+            layers = [m for m in lean.modules() if isinstance(m, LoraLinear)]
+            assert n == len(layers) and all(type(m) is MergedLinear for m in layers)
+            merged = lean(input_ids=ids).logits
+        want = peft_merged(input_ids=ids).logits
+    assert not torch.equal(merged, unmerged)  # sums in another order round differently ...
+    torch.testing.assert_close(merged, want, rtol=1e-5, atol=1e-5)  # ... by float32 rounding
+    torch.testing.assert_close(merged, unmerged, rtol=1e-5, atol=1e-5)
+    assert all(type(m) is LeanLinear and "_merged_weight" not in m.__dict__ for m in layers)
+    for name, p in lean.named_parameters():
+        assert torch.equal(p, weights[name]), name  # the base weights were never touched
+
+
+def test_merged_lora_skips_gradients_disabled_adapters_and_what_does_not_pay(monkeypatch):
+    plain, lean = _policies(seed=5)
+    ids = torch.randint(3, 60, (2, 6), generator=torch.Generator().manual_seed(4))
+    want, want_grads = _logits_and_grads(plain, ids)
+    with merged_lora(lean, tokens=10_000) as n:
+        assert n > 0
+        got, got_grads = _logits_and_grads(lean, ids)  # with gradient: the unmerged path
+    assert torch.equal(got, want)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        assert torch.equal(a, b)
+    with merged_lora(lean, tokens=1) as n:  # one row-token: merging costs more than it saves
+        assert n == 0
+    monkeypatch.setattr(lean_lora, "MERGE_MAX_BYTES", 1024)
+    with merged_lora(lean, tokens=10_000) as n:
+        assert n == 0  # the merged weights would not fit the memory allowed
+    monkeypatch.undo()
+    with reference_mode(lean), merged_lora(lean, tokens=10_000) as n:
+        assert n == 0  # the base model: nothing to merge
+        layer = next(m for m in lean.modules() if type(m) is LeanLinear)
+        w, b, _ = effective_linear(layer)
+        assert w is layer.base_layer.weight and b is layer.base_layer.bias
+
+
+def test_merged_lora_restores_the_layers_when_the_block_raises():
+    _, lean = _policies()
+    try:
+        with merged_lora(lean, tokens=10_000):
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert all(type(m) is not MergedLinear for m in lean.modules())

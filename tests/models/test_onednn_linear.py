@@ -22,13 +22,13 @@ needs_onednn = pytest.mark.skipif(not od.onednn_available(), reason="torch witho
 def onednn_calls(monkeypatch):
     """Counts the products that went to oneDNN."""
     calls = []
-    real = od._onednn
+    real = od.onednn_linear
 
     def counted(x, w, b):
         calls.append(tuple(x.shape))
         return real(x, w, b)
 
-    monkeypatch.setattr(od, "_onednn", counted)
+    monkeypatch.setattr(od, "onednn_linear", counted)
     return calls
 
 

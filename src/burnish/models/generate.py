@@ -20,7 +20,9 @@ decoding actually samples from would say 0 for every token). A row that asks for
 Rows may name their LoRA adapter (`GenerationRow.adapter`): the batch then runs as a PEFT
 mixed-adapter batch, each row through its own adapter in the same forward passes
 (`burnish.models.lora.RowAdapters`). When no row names one, the model runs as it is (its active
-adapter, if any), exactly as before adapters could be named.
+adapter, if any), with its LoRA layers merged for the decode where that pays
+(`burnish.models.lean_lora.merged_lora`: one product per layer instead of three; logprobs
+within a few 1e-5 of the unmerged layers').
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from burnish.models.fast_decode import fast_decoder
 from burnish.models.kv_cache import reserved_cache
+from burnish.models.lean_lora import merged_lora
 from burnish.models.logprobs import position_ids_from_mask
 from burnish.models.lora import RowAdapters
 
@@ -182,10 +186,11 @@ def _stop_string_hit(tokenizer, tokens: list[int], stops: tuple[str, ...], windo
 
 
 def _row_adapters(model: torch.nn.Module, rows: list[GenerationRow]):
-    """`RowAdapters` over the rows' adapters, or a no-op when no row names one."""
+    """`RowAdapters` over the rows' adapters, or, when no row names one, the model's LoRA
+    layers merged for the decode (`merged_lora`; it yields None here)."""
     named = [r.adapter is not None for r in rows]
     if not any(named):
-        return contextlib.nullcontext(None)
+        return _merged(model, len(rows) * max(r.max_new_tokens for r in rows))
     if not all(named):
         raise ValueError(
             "a batch names the adapter of every row or of none: "
@@ -193,6 +198,12 @@ def _row_adapters(model: torch.nn.Module, rows: list[GenerationRow]):
             "base model)"
         )
     return RowAdapters(model, [r.adapter for r in rows])  # type: ignore[misc]
+
+
+@contextlib.contextmanager
+def _merged(model: torch.nn.Module, tokens: int):
+    with merged_lora(model, tokens):
+        yield None
 
 
 class _Batch:
@@ -312,6 +323,7 @@ def generate_rows(
     keep_kw = {"logits_to_keep": 1} if has_keep else {}
     with _row_adapters(model, rows) as adapters:
         cache, logits_B_V = _prefill(model, batch, rows, adapters, keep_kw)
+        fast = None if adapters is not None else fast_decoder(model, cache)
         steps = batch.uniform_B_S.shape[1]
         for step in range(steps):
             tokens_B, logp_B = sample_next_tokens(
@@ -355,6 +367,9 @@ def generate_rows(
                 [batch.mask_B_L, batch.mask_B_L.new_ones(len(tokens_B), 1)], 1
             )
             batch.pos_B = batch.pos_B + 1
+            if fast is not None:
+                logits_B_V = fast(tokens_B, batch.mask_B_L, batch.pos_B)
+                continue
             out = model(
                 input_ids=tokens_B[:, None],
                 attention_mask=batch.mask_B_L,

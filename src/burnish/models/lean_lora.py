@@ -16,9 +16,21 @@ input's, as with a bf16 model and its float32 LoRA weights), so results are bit-
 other case runs PEFT's own `forward`.
 `make_lean` swaps the class of a model's LoRA linears in place (their state, parameters and
 saved format are untouched; `isinstance` checks still hold).
+
+`merged_lora` is for the decode loop, where the same weights run once per sampled token: inside
+it, each plain-case layer with a float32 ``nn.Linear`` base runs one product with the merged
+weight ``W + scaling * (B @ A)`` (computed once on entry, in one ``addmm``: PEFT's
+``merge_adapter`` rounds the same sum in three steps) instead of three products, a scale and a
+sum per call. The base weight is not touched (the
+merged one is a separate tensor, dropped on exit), and a call with gradient enabled (training on
+another thread) still takes the unmerged path. Sums in a different order round differently:
+burnish-tiny's sampled logprobs moved by at most a few 1e-5 (docs/performance.md §2).
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -27,9 +39,16 @@ from torch import nn
 from torch.nn.modules import module as _module
 
 from burnish.models.frozen_base import LoweredLinear
-from burnish.models.onednn_linear import OneDnnLinear
+from burnish.models.onednn_linear import OneDnnLinear, onednn_linear, onednn_pays
 
-__all__ = ["LeanLinear", "make_lean"]
+__all__ = [
+    "MERGE_MAX_BYTES",
+    "LeanLinear",
+    "MergedLinear",
+    "effective_linear",
+    "make_lean",
+    "merged_lora",
+]
 
 
 # base layers the plain case runs without PEFT's forward
@@ -64,7 +83,8 @@ class LeanLinear(LoraLinear):
         return out if out.dtype == result.dtype else out.to(result.dtype)
 
     def _plain_weights(self, x: torch.Tensor):
-        """(base, lora_A, lora_B, scaling) when the plain case holds, else None.
+        """(base, lora_A, lora_B, scaling) when the plain case holds for input ``x`` (only its
+        dtype is read), else None.
 
         Reads PEFT's state from the instance and module dicts (``nn.Module.__getattr__`` costs
         more than the rest of the check); a state PEFT no longer keeps there reads as "not
@@ -113,3 +133,86 @@ def make_lean(model: torch.nn.Module) -> int:
             m.__class__ = LeanLinear
             n += 1
     return n
+
+
+MERGE_MAX_BYTES = 256 * 2**20
+"""Most memory `merged_lora` spends on merged weights; past it the layers run unmerged (at
+that size the LoRA products are a small share of a decode step)."""
+
+
+class MergedLinear(LeanLinear):
+    """A `LeanLinear` inside `merged_lora`: one product with its merged weight."""
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        d = self.__dict__
+        w = d.get("_merged_weight")
+        if w is None or args or kwargs or x.dtype != w.dtype or torch.is_grad_enabled():
+            return super().forward(x, *args, **kwargs)
+        if d["_merged_onednn"] and x.device.type == "cpu" and onednn_pays(x, w):
+            return onednn_linear(x, w, d["_merged_bias"])  # the kernel its base layer would pick
+        return F.linear(x, w, d["_merged_bias"])
+
+
+@contextlib.contextmanager
+def merged_lora(model: torch.nn.Module, tokens: int) -> Iterator[int]:
+    """Run ``model``'s plain LoRA layers with merged weights for the block (module doc).
+
+    Args:
+        model: any module; its `LeanLinear` layers in the plain case with a float32
+            ``nn.Linear`` or `OneDnnLinear` base are merged (the merged product runs on the
+            kernel the base would pick), every other layer is left as it is.
+        tokens: row-tokens the block will run (rows x new tokens): a layer is merged only when
+            merging it (``out x in x r`` multiply-adds) costs less than the LoRA products it
+            saves (``tokens x r x (in + out)``), and only while the merged weights fit in
+            `MERGE_MAX_BYTES`.
+
+    Yields the number of layers merged. Meant for no-grad decoding: the merged weights are
+    computed once on entry, so weights changed inside the block are not seen.
+    """
+    merged: list[MergedLinear] = []
+    budget = MERGE_MAX_BYTES
+    try:
+        with torch.no_grad():
+            for m in model.modules():
+                if type(m) is not LeanLinear:
+                    continue
+                plain = m._plain_weights(m.base_layer.weight)
+                if plain is None or type(plain[0]) not in (nn.Linear, OneDnnLinear):
+                    continue
+                base, lora_a, lora_b, scaling = plain
+                w = base.weight
+                if w.dtype != torch.float32 or lora_a.weight.dtype != w.dtype:
+                    continue
+                if w.numel() > tokens * sum(w.shape) or w.nbytes > budget:  # (r cancels)
+                    continue
+                budget -= w.nbytes
+                m.__dict__["_merged_weight"] = torch.addmm(
+                    w, lora_b.weight, lora_a.weight, alpha=scaling
+                )
+                m.__dict__["_merged_bias"] = base.bias
+                m.__dict__["_merged_onednn"] = type(base) is OneDnnLinear
+                m.__class__ = MergedLinear
+                merged.append(m)
+        yield len(merged)
+    finally:
+        for m in merged:
+            m.__class__ = LeanLinear
+            for key in ("_merged_weight", "_merged_bias", "_merged_onednn"):
+                m.__dict__.pop(key, None)
+
+
+def effective_linear(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, bool] | None:
+    """``(weight, bias, onednn)`` of the one product ``m`` computes in no-grad code, or None
+    when it is not a single product: a plain or `OneDnnLinear` linear, a `MergedLinear` (its
+    merged weight), or a LoRA layer whose adapters are disabled (its base layer's). ``onednn``
+    says the product runs through oneDNN where that pays (`OneDnnLinear`'s choice)."""
+    if type(m) in (nn.Linear, OneDnnLinear):
+        return m.weight, m.bias, type(m) is OneDnnLinear
+    d = m.__dict__
+    if type(m) is MergedLinear and "_merged_weight" in d:
+        return d["_merged_weight"], d["_merged_bias"], d["_merged_onednn"]
+    if isinstance(m, LoraLinear) and d.get("_disable_adapters") and not d.get("merged_adapters"):
+        base = d["_modules"].get("base_layer")
+        if type(base) in (nn.Linear, OneDnnLinear) and not _hooked(base):
+            return base.weight, base.bias, type(base) is OneDnnLinear
+    return None

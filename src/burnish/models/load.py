@@ -109,7 +109,8 @@ def load_model(
     Returns:
         The model in eval mode and its tokenizer, with a pad token set (EOS if it had none) and
         the model's `ChatFormat` attached (`burnish.models.chat.chat_format_of` reads it). An
-        LM head of a large vocabulary is made a `burnish.models.wide_head.WideHead`.
+        LM head of a large vocabulary is made a `burnish.models.wide_head.WideHead`. Hub
+        kernels are off (`_without_hub_kernels`): the model runs transformers' own torch code.
 
     Raises:
         ValueError: on an unknown ``dtype``.
@@ -122,12 +123,27 @@ def load_model(
     model = AutoModelForCausalLM.from_pretrained(
         source, **{_DTYPE_KWARG: DTYPES[dtype]}, trust_remote_code=trust_remote_code
     )
+    _without_hub_kernels(model)
     gen = getattr(model, "generation_config", None)
     if gen is not None and gen.pad_token_id is None:
         gen.pad_token_id = tokenizer.pad_token_id
     attach_chat_format(tokenizer, chat_format(tokenizer, gen, **(chat or {})))
     widen_head(model)  # a large vocabulary's head, few rows at a time (burnish.models.wide_head)
     return model.to(device).eval(), tokenizer
+
+
+def _without_hub_kernels(model: PreTrainedModel) -> None:
+    """Turn off transformers' hub kernels (``use_kernels``, on by default where the ``kernels``
+    package is installed), restoring transformers' own forwards.
+
+    With them on, a module's forward may be replaced by code fetched from the hub, and every
+    switch between train and eval mode re-kernelizes the whole model: about 6 ms at
+    burnish-tiny, twice per sampling batch, on a CPU where no hub kernel applies. burnish's
+    decode step and shared-prompt forward compute transformers' arithmetic and step aside for a
+    replaced forward (`burnish.models.fast_decode`).
+    """
+    if getattr(model, "use_kernels", False):
+        model.use_kernels = False  # transformers' setter: reset_kernels()
 
 
 def load_tokenizer(

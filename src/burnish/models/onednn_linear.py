@@ -36,6 +36,8 @@ __all__ = [
     "ONEDNN_MIN_MACS",
     "OneDnnLinear",
     "onednn_available",
+    "onednn_linear",
+    "onednn_pays",
     "route_base_matmuls",
     "wants_onednn",
 ]
@@ -86,11 +88,13 @@ def wants_onednn(mode: str, vendor: str | None = None) -> bool:
     return mode == "onednn" or (mode == "auto" and vendor in _AMD_VENDORS and onednn_available())
 
 
-def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` through oneDNN (float32 CPU tensors, no autograd)."""
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
-def _pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
+def onednn_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether ``x @ weight.T`` has the `ONEDNN_MIN_MACS` that make oneDNN the faster kernel."""
     return x.numel() * weight.shape[0] >= ONEDNN_MIN_MACS
 
 
@@ -100,14 +104,14 @@ class _FrozenLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):  # noqa: D102 - torch's Function protocol
         ctx.save_for_backward(weight)
-        return _onednn(x, weight, bias)
+        return onednn_linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: D102
         (weight,) = ctx.saved_tensors
         # grad_x = grad_out @ W, a linear with the transposed weight: as many multiply-adds as
         # the forward, which `OneDnnLinear` sent here only when they pay
-        return _onednn(grad_out, weight.t(), None), None, None
+        return onednn_linear(grad_out, weight.t(), None), None, None
 
 
 class OneDnnLinear(nn.Linear):
@@ -121,12 +125,12 @@ class OneDnnLinear(nn.Linear):
             or x.device.type != "cpu"
             or w.requires_grad
             or (b is not None and b.requires_grad)
-            or not _pays(x, w)
+            or not onednn_pays(x, w)
         ):
             return F.linear(x, w, b)
         if torch.is_grad_enabled() and x.requires_grad:
             return _FrozenLinear.apply(x, w, b)
-        return _onednn(x, w, b)
+        return onednn_linear(x, w, b)
 
 
 def route_base_matmuls(model: nn.Module, mode: str) -> int:

@@ -116,6 +116,7 @@ class LocalSampler:
         self._pending: list[_Request] = []
         self._worker: asyncio.Task | None = None
         self._end_ids: list[int] | None = None
+        self._positions: tuple[torch.nn.Module, int | None] | None = None
 
     # ---- the Sampler protocol -------------------------------------------------------------
 
@@ -180,7 +181,7 @@ class LocalSampler:
     def _rows(self, request: _Request) -> list[GenerationRow]:
         p = request.params
         stop_ids = tuple(sorted(set(p.stop_token_ids) | set(self._eos_ids())))
-        max_pos = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        max_pos = self._max_positions()
         rows = []
         for i, prompt in enumerate(request.prompts):
             budget = p.max_new_tokens
@@ -270,6 +271,14 @@ class LocalSampler:
             self._end_ids = list(end_token_ids(self.tokenizer, gen))
         return self._end_ids
 
+    def _max_positions(self) -> int | None:
+        """The model's ``max_position_embeddings`` (None if it has none), read once per model
+        object: a transformers config attribute read costs microseconds, twice per request."""
+        if self._positions is None or self._positions[0] is not self.model:
+            config = getattr(self.model, "config", None)
+            self._positions = (self.model, getattr(config, "max_position_embeddings", None))
+        return self._positions[1]
+
     def _pad_id(self) -> int:
         for pid in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id):
             if pid is not None:
@@ -279,7 +288,7 @@ class LocalSampler:
     def _check_prompts(self, prompts: list[list[int]]) -> None:
         if not prompts:
             raise ValueError("sample() needs at least one prompt, got an empty list")
-        max_pos = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        max_pos = self._max_positions()
         for i, p in enumerate(prompts):
             if len(p) == 0:
                 raise ValueError(f"prompt {i} is empty; prompts need at least one token")

@@ -1,0 +1,192 @@
+"""One decode step of a Llama-layout model in a few tensor ops, for the sampling loop.
+
+A decode step feeds one token per row. Through transformers that step is a tree of module calls
+(decoder layers, attention, MLP, norms, the LoRA wrappers around every projection), keyword
+plumbing, and a causal mask built anew, per token; on a small model those are most of its time.
+`FastDecoder` runs the same arithmetic straight from the weights: per layer two RMS norms, the
+seven projections as plain products (LoRA layers merged by `burnish.models.lean_lora.merged_lora`
+beforehand), the rotary embedding from the model's own `rotary_emb` module (so every rope type
+transformers knows is computed by transformers), one `scaled_dot_product_attention` against the
+KV cache, and the residual sums. The prompt's prefill still runs through transformers.
+
+It departs from transformers' step only in ways that leave the arithmetic the same: the padding
+mask is the boolean ``[B, 1, 1, L]`` mask the SDPA path builds, handed to SDPA directly, and
+grouped-query attention uses SDPA's ``enable_gqa`` rather than repeating the keys. The logits
+match transformers' to float32 rounding (tests/models/test_fast_decode.py).
+
+`fast_decoder` builds one for a model and a `burnish.models.kv_cache.reserved_cache`, or returns
+None (the caller then calls the model) unless all of this holds: a Llama, Qwen2 or Mistral causal
+LM with SiLU MLPs and full attention in every layer, RMS norms, projections that are plain
+float32 linears (or merged or adapter-disabled LoRA layers over one), no forward hooks, and the
+cache's layers all `ReservedLayer`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers.activations import SiLUActivation
+
+from burnish.models.kv_cache import ReservedLayer
+from burnish.models.lean_lora import effective_linear
+from burnish.models.onednn_linear import onednn_linear, onednn_pays
+
+__all__ = ["FastDecoder", "fast_decoder"]
+
+_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM")
+_SILU = (nn.SiLU, SiLUActivation)
+_PROJECTIONS = (
+    ("self_attn", "q_proj"),
+    ("self_attn", "k_proj"),
+    ("self_attn", "v_proj"),
+    ("self_attn", "o_proj"),
+    ("mlp", "gate_proj"),
+    ("mlp", "up_proj"),
+    ("mlp", "down_proj"),
+)
+
+
+@dataclass(frozen=True)
+class _Linear:
+    weight: Tensor
+    bias: Tensor | None
+    onednn: bool
+    """Run the product through oneDNN where it pays (the base layer is a `OneDnnLinear`)."""
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.onednn and onednn_pays(x, self.weight):
+            return onednn_linear(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    norm1: Tensor
+    norm2: Tensor
+    q: _Linear
+    k: _Linear
+    v: _Linear
+    o: _Linear
+    gate: _Linear
+    up: _Linear
+    down: _Linear
+
+
+def _rms(h_B1H: Tensor, weight_H: Tensor, eps: float) -> Tensor:
+    """transformers' `LlamaRMSNorm` for a float32 input (the same ops in the same order)."""
+    return weight_H * (h_B1H * torch.rsqrt(h_B1H.pow(2).mean(-1, keepdim=True) + eps))
+
+
+def _rotate_half(x: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class FastDecoder:
+    """Logits of the next token for one fed token per row (module doc); call it per step."""
+
+    def __init__(self, model: nn.Module, layers: list[_Layer], cache) -> None:
+        inner = model.model
+        config = model.config
+        self.embed = inner.embed_tokens
+        self.rotary = inner.rotary_emb
+        self.head = model.get_output_embeddings()
+        self.final_norm = inner.norm.weight
+        self.eps = config.rms_norm_eps
+        self.heads = int(config.num_attention_heads)
+        self.kv_heads = int(getattr(config, "num_key_value_heads", None) or self.heads)
+        self.head_dim = int(
+            getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        )
+        self.scaling = self.head_dim**-0.5
+        self.layers = layers
+        self.cache_layers = cache.layers
+
+    def __call__(self, tokens_B: Tensor, mask_B_L: Tensor, pos_B: Tensor) -> Tensor:
+        """``[B, V]`` logits after feeding ``tokens_B`` at positions ``pos_B``; ``mask_B_L``
+        covers the cache including this token (1 real, 0 padding)."""
+        b = tokens_B.shape[0]
+        h = self.embed(tokens_B[:, None])
+        cos, sin = self.rotary(h, pos_B[:, None])
+        cos, sin = cos[:, None], sin[:, None]  # [B, 1, 1, D]
+        mask_B11L = mask_B_L.bool()[:, None, None, :]
+        gqa = self.kv_heads != self.heads
+        for layer, cache in zip(self.layers, self.cache_layers):
+            x = _rms(h, layer.norm1, self.eps)
+            q = layer.q(x).view(b, 1, self.heads, self.head_dim).transpose(1, 2)
+            k = layer.k(x).view(b, 1, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = layer.v(x).view(b, 1, self.kv_heads, self.head_dim).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            keys, values = cache.update(k, v)
+            a = F.scaled_dot_product_attention(
+                q, keys, values, attn_mask=mask_B11L, scale=self.scaling, enable_gqa=gqa
+            )
+            h = h + layer.o(a.transpose(1, 2).reshape(b, 1, -1))
+            x = _rms(h, layer.norm2, self.eps)
+            h = h + layer.down(F.silu(layer.gate(x)) * layer.up(x))
+        return self.head(_rms(h, self.final_norm, self.eps))[:, -1].float()
+
+
+def _hooked(m: nn.Module) -> bool:
+    """Whether ``m`` runs more or other than its class's forward: hooks, or a forward set on
+    the instance (as the ``kernels`` library's hub kernels are)."""
+    return bool(m._forward_hooks or m._forward_pre_hooks) or "forward" in m.__dict__
+
+
+def _plain_norm(norm: nn.Module, eps: float) -> bool:
+    """A transformers RMS norm with this epsilon and a float32 weight, without hooks."""
+    return (
+        type(norm).__name__.endswith("RMSNorm")
+        and getattr(norm, "variance_epsilon", None) == eps
+        and norm.weight.dtype == torch.float32
+        and not _hooked(norm)
+    )
+
+
+def _layer(block: nn.Module, eps: float) -> _Layer | None:
+    linears = []
+    for part, name in _PROJECTIONS:
+        module = getattr(getattr(block, part, None), name, None)
+        found = None if module is None or _hooked(module) else effective_linear(module)
+        if found is None or found[0].dtype != torch.float32:
+            return None
+        linears.append(_Linear(*found))
+    mlp = block.mlp
+    norms = (block.input_layernorm, block.post_attention_layernorm)
+    if any(not _plain_norm(n, eps) for n in norms) or _hooked(mlp) or _hooked(block):
+        return None
+    act = getattr(mlp, "act_fn", None)
+    if type(act) not in _SILU or _hooked(act) or _hooked(block.self_attn):
+        return None
+    return _Layer(norms[0].weight, norms[1].weight, *linears)
+
+
+def fast_decoder(model: nn.Module, cache) -> FastDecoder | None:
+    """A `FastDecoder` for ``model`` writing into ``cache``, or None where it does not apply
+    (module doc; the caller then runs the model's own forward)."""
+    if type(model).__name__ not in _ARCHITECTURES or cache is None:
+        return None
+    config = model.config
+    inner = getattr(model, "model", None)
+    if inner is None or getattr(config, "hidden_act", None) != "silu":
+        return None
+    if any(t != "full_attention" for t in getattr(config, "layer_types", None) or ()):
+        return None
+    if any(type(layer) is not ReservedLayer for layer in getattr(cache, "layers", ())):
+        return None
+    head = model.get_output_embeddings()
+    if any(_hooked(m) for m in (model, inner, inner.embed_tokens, inner.rotary_emb, head)):
+        return None
+    if inner.embed_tokens.weight.dtype != torch.float32:
+        return None
+    eps = config.rms_norm_eps
+    if not _plain_norm(inner.norm, eps):
+        return None
+    layers = [_layer(block, eps) for block in inner.layers]
+    if any(layer is None for layer in layers) or len(layers) != len(cache.layers):
+        return None
+    return FastDecoder(model, layers, cache)  # type: ignore[arg-type]

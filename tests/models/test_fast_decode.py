@@ -1,0 +1,115 @@
+"""`FastDecoder` gives the logits transformers' forward gives, and steps aside where it cannot."""
+
+import pytest
+import torch
+from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+from burnish.models import generate as gen
+from burnish.models.fast_decode import fast_decoder
+from burnish.models.generate import GenerationRow, generate_rows
+from burnish.models.kv_cache import reserved_cache
+from burnish.models.lean_lora import merged_lora
+from burnish.models.lora import attach_lora, reference_mode
+from burnish.models.tiny import char_tokenizer, tiny_model
+
+
+def _grouped(kind: str):
+    """A random 2-layer model with grouped-query attention (4 query heads, 2 key/value)."""
+    tok = char_tokenizer()
+    shape = dict(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        tie_word_embeddings=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(3)
+    if kind == "qwen2":  # biases on q, k and v
+        model = Qwen2ForCausalLM(Qwen2Config(**shape))
+    else:
+        model = MistralForCausalLM(MistralConfig(sliding_window=None, **shape))
+    return model.float().eval(), tok
+
+
+def _models():
+    llama, tok = tiny_model("llama", hidden_size=32, num_layers=2, num_heads=2, seed=1)
+    return {"llama": (llama, tok), "qwen2": _grouped("qwen2"), "mistral": _grouped("mistral")}
+
+
+def _lora(model):
+    policy = attach_lora(model, rank=4, alpha=8)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return policy.eval()
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
+def test_one_step_matches_the_models_forward(arch):
+    model, tok = _models()[arch]
+    ids = torch.tensor([[0, 0, 9, 30, 41, 52], [12, 13, 14, 15, 16, 17]])  # row 0 left-padded
+    mask = (ids != 0).long()
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    nxt = torch.tensor([60, 70])
+    with torch.inference_mode():
+        cache = reserved_cache(model, extra=4)
+        model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, cache=cache)
+        fast = fast_decoder(model, cache)
+        assert fast is not None
+        full_mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], 1)
+        got = fast(nxt, full_mask, pos[:, -1] + 1)
+        full = torch.cat([ids, nxt[:, None]], 1)
+        want = model(
+            input_ids=full,
+            attention_mask=full_mask,
+            position_ids=torch.cat([pos, pos[:, -1:] + 1], 1),
+        ).logits[:, -1]
+    assert float(want.abs().max()) > 0
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _rows(tok, n=6, new=8):
+    prompts = [tok.encode(f"<|user|>{i}+{i}=<|end|><|assistant|>") for i in range(n // 2)]
+    return [
+        GenerationRow(prompt=tuple(p), max_new_tokens=new, seed=10 * i + j)
+        for i, p in enumerate(prompts)
+        for j in range(2)
+    ]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
+def test_generation_with_a_merged_adapter_is_the_models_own(arch, monkeypatch):
+    model, tok = _models()[arch]
+    policy = _lora(model)
+    base = policy.get_base_model()
+    rows = _rows(tok)
+    used = []
+    real = gen.fast_decoder
+    monkeypatch.setattr(gen, "fast_decoder", lambda m, c: used.append(real(m, c)) or used[-1])
+    fast = generate_rows(base, tok, rows, pad_id=tok.pad_token_id)
+    assert used and used[-1] is not None
+    monkeypatch.setattr(gen, "fast_decoder", lambda m, c: None)
+    slow = generate_rows(base, tok, rows, pad_id=tok.pad_token_id)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.tokens == b.tokens
+        torch.testing.assert_close(a.logprobs, b.logprobs, rtol=0, atol=1e-5)
+
+
+def test_steps_aside_where_the_arithmetic_would_differ():
+    model, _ = _models()["llama"]
+    policy = _lora(model)
+    base = policy.get_base_model()
+    cache = reserved_cache(base, extra=4)
+    assert fast_decoder(base, cache) is None  # unmerged LoRA layers: three products, not one
+    with merged_lora(base, tokens=10_000) as n:
+        assert n == 14 and fast_decoder(base, cache) is not None
+        assert fast_decoder(base, None) is None  # no reserved cache
+        handle = base.model.layers[1].mlp.register_forward_hook(lambda *a: None)
+        assert fast_decoder(base, cache) is None  # a hook would not run
+        handle.remove()
+        base.model.norm.forward = base.model.norm.forward  # an instance forward (hub kernels)
+        assert fast_decoder(base, cache) is None
+        del base.model.norm.forward
+        assert fast_decoder(base, cache) is not None
+    with reference_mode(policy):  # adapters disabled: the base weights, one product each
+        assert fast_decoder(base, cache) is not None
