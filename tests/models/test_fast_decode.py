@@ -68,10 +68,11 @@ def test_one_step_matches_the_models_forward(arch):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def _rows(tok, n=6, new=8):
+def _rows(tok, n=8, new=8):
+    """Rows of two budgets: the short ones end early and are dropped from the batch."""
     prompts = [tok.encode(f"<|user|>{i}+{i}=<|end|><|assistant|>") for i in range(n // 2)]
     return [
-        GenerationRow(prompt=tuple(p), max_new_tokens=new, seed=10 * i + j)
+        GenerationRow(prompt=tuple(p), max_new_tokens=new if i % 2 else 2, seed=10 * i + j)
         for i, p in enumerate(prompts)
         for j in range(2)
     ]
@@ -90,6 +91,7 @@ def test_generation_with_a_merged_adapter_is_the_models_own(arch, monkeypatch):
     assert used and used[-1] is not None
     monkeypatch.setattr(gen, "fast_decoder", lambda m, c: None)
     slow = generate_rows(base, tok, rows, pad_id=tok.pad_token_id)
+    assert {len(r.tokens) for r in fast} == {2, 8}
     for a, b in zip(fast, slow, strict=True):
         assert a.tokens == b.tokens
         torch.testing.assert_close(a.logprobs, b.logprobs, rtol=0, atol=1e-5)

@@ -65,3 +65,21 @@ def test_burnish_tiny_resolves_to_package_dir(tmp_path, monkeypatch):
 
 def test_hub_ids_pass_through_unchanged():
     assert load_mod.resolve_model_path("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_loaded_models_run_without_hub_kernels(tmp_path):
+    """transformers turns hub kernels on wherever the `kernels` package is installed; the
+    models `load_model` returns have them off, and train/eval switches leave them off."""
+    pytest.importorskip("kernels")
+    model, tok = tiny_model("llama", hidden_size=32, num_layers=1, num_heads=2)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    from transformers import AutoModelForCausalLM
+
+    if not AutoModelForCausalLM.from_pretrained(tmp_path).use_kernels:
+        pytest.skip("this transformers leaves hub kernels off (USE_HUB_KERNELS or its version)")
+    loaded, _ = load_model(tmp_path)
+    assert not loaded.use_kernels
+    loaded.train()
+    loaded.eval()
+    assert not loaded.use_kernels

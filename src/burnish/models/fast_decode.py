@@ -179,7 +179,10 @@ def fast_decoder(model: nn.Module, cache) -> FastDecoder | None:
     if any(type(layer) is not ReservedLayer for layer in getattr(cache, "layers", ())):
         return None
     head = model.get_output_embeddings()
-    if any(_hooked(m) for m in (model, inner, inner.embed_tokens, inner.rotary_emb, head)):
+    parts = [getattr(inner, name, None) for name in ("embed_tokens", "rotary_emb", "norm")]
+    if head is None or any(m is None for m in parts):  # a transformers of another layout
+        return None
+    if any(_hooked(m) for m in (model, inner, head, *parts)):
         return None
     if inner.embed_tokens.weight.dtype != torch.float32:
         return None
