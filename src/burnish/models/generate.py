@@ -22,7 +22,9 @@ mixed-adapter batch, each row through its own adapter in the same forward passes
 (`burnish.models.lora.RowAdapters`). When no row names one, the model runs as it is (its active
 adapter, if any), with its LoRA layers merged for the decode where that pays
 (`burnish.models.lean_lora.merged_lora`: one product per layer instead of three; logprobs
-within a few 1e-5 of the unmerged layers').
+within a few 1e-5 of the unmerged layers'), and, for a Llama, Qwen2 or Mistral model whose
+layers allow it, each decode step after the prefill runs as `burnish.models.fast_decode`'s
+straight-line step (transformers' arithmetic without its module calls).
 """
 
 from __future__ import annotations

@@ -18,13 +18,13 @@ other case runs PEFT's own `forward`.
 saved format are untouched; `isinstance` checks still hold).
 
 `merged_lora` is for the decode loop, where the same weights run once per sampled token: inside
-it, each plain-case layer with a float32 ``nn.Linear`` base runs one product with the merged
-weight ``W + scaling * (B @ A)`` (computed once on entry, in one ``addmm``: PEFT's
-``merge_adapter`` rounds the same sum in three steps) instead of three products, a scale and a
-sum per call. The base weight is not touched (the
-merged one is a separate tensor, dropped on exit), and a call with gradient enabled (training on
-another thread) still takes the unmerged path. Sums in a different order round differently:
-burnish-tiny's sampled logprobs moved by at most a few 1e-5 (docs/performance.md §2).
+it, each plain-case layer over a float32 ``nn.Linear`` or `OneDnnLinear` base runs one product
+with the merged weight ``W + scaling * (B @ A)`` (computed once on entry, in one ``addmm``;
+PEFT's ``merge_adapter`` rounds the same sum in three steps) instead of three products, a scale
+and a sum per call. The base weight is not touched (the merged one is a separate tensor, dropped
+on exit), and a call with gradient enabled (training on another thread) still takes the
+unmerged path. Sums in a different order round differently: burnish-tiny's sampled logprobs
+moved by at most a few 1e-5 (docs/performance.md §2).
 """
 
 from __future__ import annotations
