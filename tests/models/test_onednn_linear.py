@@ -123,3 +123,20 @@ def test_bad_choices_are_refused():
     with pytest.raises(ConfigError, match="base_matmul"):
         load_config(None, ["lora.base_matmul='mkl'"])
     assert load_config(None, []).lora.base_matmul == "auto"
+
+
+@needs_onednn
+def test_frozen_linear_picks_the_kernel_a_onednn_layer_picks(onednn_calls):
+    """The merged decode layers and the fast decode step run their products through it."""
+    w, b = torch.randn(512, 512) / 512**0.5, torch.randn(512)  # an nn.Linear-sized weight
+    big, small = torch.randn(128, 512), torch.randn(4, 512)  # 2^25 and 2^21 multiply-adds
+    torch.testing.assert_close(
+        od.frozen_linear(big, w, b, True), F.linear(big, w, b), rtol=1e-5, atol=1e-5
+    )
+    assert onednn_calls == [(128, 512)]
+    assert torch.equal(od.frozen_linear(small, w, b, True), F.linear(small, w, b))  # too small
+    assert torch.equal(od.frozen_linear(big, w, b, False), F.linear(big, w, b))  # a BLAS base
+    assert torch.equal(  # float64: oneDNN's float32 kernel does not apply
+        od.frozen_linear(big.double(), w.double(), None, True), F.linear(big.double(), w.double())
+    )
+    assert onednn_calls == [(128, 512)]

@@ -32,7 +32,7 @@ from transformers.activations import SiLUActivation
 
 from burnish.models.kv_cache import ReservedLayer
 from burnish.models.lean_lora import effective_linear
-from burnish.models.onednn_linear import onednn_linear, onednn_pays
+from burnish.models.onednn_linear import frozen_linear
 
 __all__ = ["FastDecoder", "fast_decoder"]
 
@@ -57,9 +57,7 @@ class _Linear:
     """Run the product through oneDNN where it pays (the base layer is a `OneDnnLinear`)."""
 
     def __call__(self, x: Tensor) -> Tensor:
-        if self.onednn and onednn_pays(x, self.weight):
-            return onednn_linear(x, self.weight, self.bias)
-        return F.linear(x, self.weight, self.bias)
+        return frozen_linear(x, self.weight, self.bias, self.onednn)
 
 
 @dataclass(frozen=True)

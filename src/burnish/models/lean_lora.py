@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn.modules import module as _module
 
 from burnish.models.frozen_base import LoweredLinear
-from burnish.models.onednn_linear import OneDnnLinear, onednn_linear, onednn_pays
+from burnish.models.onednn_linear import OneDnnLinear, frozen_linear
 
 __all__ = [
     "MERGE_MAX_BYTES",
@@ -148,9 +148,7 @@ class MergedLinear(LeanLinear):
         w = d.get("_merged_weight")
         if w is None or args or kwargs or x.dtype != w.dtype or torch.is_grad_enabled():
             return super().forward(x, *args, **kwargs)
-        if d["_merged_onednn"] and x.device.type == "cpu" and onednn_pays(x, w):
-            return onednn_linear(x, w, d["_merged_bias"])  # the kernel its base layer would pick
-        return F.linear(x, w, d["_merged_bias"])
+        return frozen_linear(x, w, d["_merged_bias"], d["_merged_onednn"])  # its base's kernel
 
 
 @contextlib.contextmanager

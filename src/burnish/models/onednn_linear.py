@@ -35,6 +35,7 @@ __all__ = [
     "BASE_MATMULS",
     "ONEDNN_MIN_MACS",
     "OneDnnLinear",
+    "frozen_linear",
     "onednn_available",
     "onednn_linear",
     "onednn_pays",
@@ -96,6 +97,22 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 def onednn_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether ``x @ weight.T`` has the `ONEDNN_MIN_MACS` that make oneDNN the faster kernel."""
     return x.numel() * weight.shape[0] >= ONEDNN_MIN_MACS
+
+
+def frozen_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, onednn: bool
+) -> torch.Tensor:
+    """A no-grad ``F.linear`` on the kernel a `OneDnnLinear` picks: oneDNN for float32 CPU
+    products with `ONEDNN_MIN_MACS` when ``onednn``, BLAS (``F.linear``) otherwise."""
+    if (
+        onednn
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and onednn_pays(x, weight)
+    ):
+        return onednn_linear(x, weight, bias)
+    return F.linear(x, weight, bias)
 
 
 class _FrozenLinear(torch.autograd.Function):
