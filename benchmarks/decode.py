@@ -1,4 +1,4 @@
-"""The decode loop with one of its speed-ups on and off: the KV cache, the LM head, or merged LoRA.
+"""The decode loop with one of its speed-ups on and off (KV cache, LM head, merged LoRA, ...).
 
 - ``--change kv-cache``: transformers' `DynamicLayer` concatenates every new token onto its keys
   and values, copying the whole cache at each decode step;
@@ -9,6 +9,10 @@
   product with ``W + B @ A * scaling`` during the decode, against the unmerged layers (three
   products, a scale and a sum). The adapter's B starts random (std 0.02, as after training)
   instead of PEFT's zeros, so the two differ by rounding and the logprob gap is a real one.
+- ``--change onednn-weight``: the LoRA base layers routed as ``lora.base_matmul = "auto"``
+  routes them (`burnish.models.onednn_linear.route_base_matmuls`), with and without
+  `ONEDNN_MIN_WEIGHT` (off: only products of `ONEDNN_MIN_MACS` go to oneDNN). The other changes
+  run every product on BLAS.
 - ``--change fast-decode``: `burnish.models.fast_decode.FastDecoder` runs each decode step from
   the (merged) weights, against the model's own forward on the same merged layers (LoRA B
   random as for ``merged-lora``).
@@ -23,6 +27,7 @@ ratio and its range, and whether both gave the same tokens and logprobs.
     python benchmarks/decode.py --change wide-head --size 100m --new-tokens 16 --repeats 3
     python benchmarks/decode.py --change merged-lora --size tiny --prompts 8 --new-tokens 12
     python benchmarks/decode.py --change fast-decode --size tiny --prompts 8 --new-tokens 12
+    python benchmarks/decode.py --change onednn-weight --size 34m --new-tokens 16 --repeats 5
 """
 
 from __future__ import annotations
@@ -91,6 +96,14 @@ def _switch(change: str, model):
             lambda: setattr(gen, "fast_decoder", fast),
             lambda: setattr(gen, "fast_decoder", lambda model, cache: None),
         )
+    if change == "onednn-weight":
+        from burnish.models import onednn_linear as od
+
+        shipped = od.ONEDNN_MIN_WEIGHT
+        return (
+            lambda: setattr(od, "ONEDNN_MIN_WEIGHT", shipped),
+            lambda: setattr(od, "ONEDNN_MIN_WEIGHT", 1 << 62),
+        )
     head = model.get_output_embeddings()
     if type(head) is not WideHead:
         raise SystemExit(f"this size's LM head ({head.out_features} tokens) is not a WideHead")
@@ -110,7 +123,9 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--change", choices=("kv-cache", "wide-head", "merged-lora", "fast-decode"), required=True
+        "--change",
+        choices=("kv-cache", "wide-head", "merged-lora", "fast-decode", "onednn-weight"),
+        required=True,
     )
     p.add_argument("--size", choices=bench_models.SIZES, default="tiny")
     p.add_argument("--prompts", type=int, default=4)
@@ -123,7 +138,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model, tok = load_model(bench_models.build(a.size, Path(tmp)))
     policy = attach_lora(model).eval()
-    if a.change in ("merged-lora", "fast-decode"):
+    if a.change == "onednn-weight":
+        from burnish.models.onednn_linear import route_base_matmuls
+
+        if not route_base_matmuls(policy, "auto"):
+            raise SystemExit("lora.base_matmul='auto' routes nothing to oneDNN on this CPU")
+    if a.change in ("merged-lora", "fast-decode", "onednn-weight"):
         with torch.no_grad():
             g = torch.Generator().manual_seed(0)
             for name, param in policy.named_parameters():

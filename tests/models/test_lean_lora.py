@@ -57,6 +57,22 @@ def test_same_outputs_and_gradients_bit_for_bit():
         assert torch.equal(a, b)
 
 
+def test_a_scaling_that_is_no_power_of_two_rounds_once_more_and_stays_close():
+    """`LeanLinear` scales inside the product (``addmm``'s alpha): exact for a power-of-two
+    scaling, as in the test above; any other rounds the scaled product once before the sum."""
+    plain, lean = _policies(seed=2)
+    for m in (*plain.modules(), *lean.modules()):
+        if isinstance(m, LoraLinear):
+            m.scaling["default"] = 1.7
+    ids = torch.randint(3, 60, (3, 9), generator=torch.Generator().manual_seed(3))
+    want, want_grads = _logits_and_grads(plain, ids)
+    got, got_grads = _logits_and_grads(lean, ids)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        assert float(b.abs().max()) > 0
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_bf16_model_with_float32_adapter_bit_for_bit():
     """PEFT keeps the LoRA weights of a bf16 model in float32 and casts around them."""
     plain, lean = _policies(seed=4)

@@ -13,7 +13,12 @@ import burnish.models.onednn_linear as od
 from burnish.config import ConfigError, load_config
 from burnish.models.frozen_base import lower_base_precision
 from burnish.models.lean_lora import LeanLinear
-from burnish.models.onednn_linear import OneDnnLinear, route_base_matmuls, wants_onednn
+from burnish.models.onednn_linear import (
+    OneDnnLinear,
+    frozen_linear,
+    route_base_matmuls,
+    wants_onednn,
+)
 
 needs_onednn = pytest.mark.skipif(not od.onednn_available(), reason="torch without oneDNN")
 
@@ -73,6 +78,24 @@ def test_small_products_other_dtypes_and_trainable_weights_stay_on_f_linear(oned
 
 
 @needs_onednn
+def test_a_large_weight_goes_to_onednn_at_few_rows_without_gradient_only(onednn_calls):
+    layer = _frozen_layer(512, 512, True)  # ONEDNN_MIN_WEIGHT elements
+    layer.__class__ = OneDnnLinear
+    x = torch.randn(4, 512)  # 2^20 multiply-adds: far below ONEDNN_MIN_MACS
+    with torch.no_grad():  # a decode step's product
+        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+        assert frozen_linear(x, layer.weight, None, True).shape == (4, 512)
+    assert onednn_calls == [(4, 512), (4, 512)]
+    xg = x.clone().requires_grad_(True)  # with the input's gradient BLAS stays faster
+    assert torch.equal(layer(xg), F.linear(xg, layer.weight, layer.bias))
+    small = _frozen_layer(256, 512, False)  # below ONEDNN_MIN_WEIGHT
+    small.__class__ = OneDnnLinear
+    with torch.no_grad():
+        small(torch.randn(4, 256))
+    assert len(onednn_calls) == 2
+
+
+@needs_onednn
 def test_a_routed_policy_trains_as_the_plain_one_within_rounding(monkeypatch, onednn_calls):
     monkeypatch.setattr(od, "ONEDNN_MIN_MACS", 0)  # the test model's products are tiny
     plain = nonzero_lora_policy(arch="qwen2", hidden_size=64, num_heads=4, seed=4)  # biases
@@ -128,15 +151,15 @@ def test_bad_choices_are_refused():
 @needs_onednn
 def test_frozen_linear_picks_the_kernel_a_onednn_layer_picks(onednn_calls):
     """The merged decode layers and the fast decode step run their products through it."""
-    w, b = torch.randn(512, 512) / 512**0.5, torch.randn(512)  # an nn.Linear-sized weight
-    big, small = torch.randn(128, 512), torch.randn(4, 512)  # 2^25 and 2^21 multiply-adds
+    w, b = torch.randn(512, 256) / 256**0.5, torch.randn(512)  # below ONEDNN_MIN_WEIGHT
+    big, small = torch.randn(256, 256), torch.randn(4, 256)  # 2^25 and 2^19 multiply-adds
     torch.testing.assert_close(
         od.frozen_linear(big, w, b, True), F.linear(big, w, b), rtol=1e-5, atol=1e-5
     )
-    assert onednn_calls == [(128, 512)]
+    assert onednn_calls == [(256, 256)]
     assert torch.equal(od.frozen_linear(small, w, b, True), F.linear(small, w, b))  # too small
     assert torch.equal(od.frozen_linear(big, w, b, False), F.linear(big, w, b))  # a BLAS base
     assert torch.equal(  # float64: oneDNN's float32 kernel does not apply
         od.frozen_linear(big.double(), w.double(), None, True), F.linear(big.double(), w.double())
     )
-    assert onednn_calls == [(128, 512)]
+    assert onednn_calls == [(256, 256)]

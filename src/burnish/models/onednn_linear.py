@@ -34,6 +34,7 @@ from burnish.models.frozen_base import lora_base_layers
 __all__ = [
     "BASE_MATMULS",
     "ONEDNN_MIN_MACS",
+    "ONEDNN_MIN_WEIGHT",
     "OneDnnLinear",
     "frozen_linear",
     "onednn_available",
@@ -51,6 +52,13 @@ ONEDNN_MIN_MACS = 1 << 25
 cost outweighs its faster kernel below ~8M and evens out by 32M (2-core AMD EPYC,
 ``benchmarks/cpu_matmul.py``): burnish-tiny stays on BLAS, as do 34m's 512 -> 512 decode
 products; its MLP decode products and every training product go to oneDNN."""
+
+ONEDNN_MIN_WEIGHT = 1 << 18
+"""Weights of at least this many elements (512 x 512) go to oneDNN at any row count in no-grad
+products: a decode step's weights stream from memory, and there oneDNN's kernel is measured
+1.1-2.2x faster than BLAS at 2-36 rows (``benchmarks/cpu_matmul.py``); with the input's gradient
+it is not (0.84-0.98 at 512 -> 512), so products with gradient keep the `ONEDNN_MIN_MACS` rule.
+burnish-tiny's weights (96 x 384 at most) stay below it."""
 
 _AMD_VENDORS = ("AuthenticAMD", "HygonGenuine")
 
@@ -94,9 +102,13 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
-def onednn_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether ``x @ weight.T`` has the `ONEDNN_MIN_MACS` that make oneDNN the faster kernel."""
-    return x.numel() * weight.shape[0] >= ONEDNN_MIN_MACS
+def onednn_pays(x: torch.Tensor, weight: torch.Tensor, *, grad: bool = False) -> bool:
+    """Whether oneDNN is the faster kernel for ``x @ weight.T``: the product has
+    `ONEDNN_MIN_MACS`, or, without the input's gradient (``grad``), its weight has
+    `ONEDNN_MIN_WEIGHT` elements."""
+    if x.numel() * weight.shape[0] >= ONEDNN_MIN_MACS:
+        return True
+    return not grad and weight.numel() >= ONEDNN_MIN_WEIGHT
 
 
 def frozen_linear(
@@ -142,7 +154,7 @@ class OneDnnLinear(nn.Linear):
             or x.device.type != "cpu"
             or w.requires_grad
             or (b is not None and b.requires_grad)
-            or not onednn_pays(x, w)
+            or not onednn_pays(x, w, grad=torch.is_grad_enabled() and x.requires_grad)
         ):
             return F.linear(x, w, b)
         if torch.is_grad_enabled() and x.requires_grad:
