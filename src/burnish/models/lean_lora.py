@@ -13,7 +13,7 @@ active adapter, not merged or disabled, no per-row adapter names or other argume
 hooks. It then computes what PEFT computes, ``base(x) + B(A(x)) * scaling``, with the scale and
 the sum inside the second LoRA product (``addmm(base(x), A(x), B.T, alpha=scaling)``): one pass
 over the layer's output instead of three (a product, a scale, a sum), and one scale fewer in the
-backward, which at 34M parameters is about 4% of a training forward and backward
+backward, which at 34M parameters is 2-3% of a training forward and backward
 (docs/performance.md §2). The result is bit-identical to PEFT's when the scaling is a power of
 two (burnish's default rank 16 with alpha 32 gives 2); any other scaling is rounded once inside
 the product, which moves values by float32 rounding. With PEFT's casts when the adapter's dtype

@@ -5,7 +5,9 @@ CPUs MKL's sgemm is measured 1.1-1.6x slower than oneDNN's matmul (which the sam
 at the products of a 34M-parameter model: decode steps of 32 rows and training passes of ~2,000
 (docs/performance.md §2). oneDNN costs more per call, so for small products (burnish-tiny's
 decode steps) BLAS stays faster: a call goes to oneDNN only when it multiplies at least
-`ONEDNN_MIN_MACS` multiply-adds, the crossover measured by ``benchmarks/cpu_matmul.py``.
+`ONEDNN_MIN_MACS` multiply-adds, the crossover measured by ``benchmarks/cpu_matmul.py``, or, in
+a product without the input's gradient, when its weight has `ONEDNN_MIN_WEIGHT` elements (a
+weight streaming from memory makes oneDNN's kernel the faster one even at a few rows).
 
 `OneDnnLinear` is the base layer of a LoRA projection with a frozen float32 weight (and bias),
 swapped in by class like `burnish.models.frozen_base.LoweredLinear`; its weight stays a plain
@@ -50,13 +52,13 @@ BASE_MATMULS: tuple[str, ...] = get_args(BaseMatmul)
 ONEDNN_MIN_MACS = 1 << 25
 """Products below this many multiply-adds (rows x in x out) stay on BLAS: oneDNN's per-call
 cost outweighs its faster kernel below ~8M and evens out by 32M (2-core AMD EPYC,
-``benchmarks/cpu_matmul.py``): burnish-tiny stays on BLAS, as do 34m's 512 -> 512 decode
-products; its MLP decode products and every training product go to oneDNN."""
+``benchmarks/cpu_matmul.py``): burnish-tiny stays on BLAS; 34m's MLP decode products and every
+training product go to oneDNN (its 512 -> 512 decode products by `ONEDNN_MIN_WEIGHT`)."""
 
 ONEDNN_MIN_WEIGHT = 1 << 18
 """Weights of at least this many elements (512 x 512) go to oneDNN at any row count in no-grad
 products: a decode step's weights stream from memory, and there oneDNN's kernel is measured
-1.1-2.2x faster than BLAS at 2-36 rows (``benchmarks/cpu_matmul.py``); with the input's gradient
+1.04-2.22x faster than BLAS at 2-36 rows (``benchmarks/cpu_matmul.py``); with the input's gradient
 it is not (0.84-0.98 at 512 -> 512), so products with gradient keep the `ONEDNN_MIN_MACS` rule.
 burnish-tiny's weights (96 x 384 at most) stay below it."""
 
