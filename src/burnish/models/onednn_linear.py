@@ -117,7 +117,7 @@ def frozen_linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, onednn: bool
 ) -> torch.Tensor:
     """A no-grad ``F.linear`` on the kernel a `OneDnnLinear` picks: oneDNN for float32 CPU
-    products with `ONEDNN_MIN_MACS` when ``onednn``, BLAS (``F.linear``) otherwise."""
+    products that `onednn_pays` sends there when ``onednn``, BLAS (``F.linear``) otherwise."""
     if (
         onednn
         and x.device.type == "cpu"
@@ -150,16 +150,17 @@ class OneDnnLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = self.weight, self.bias
+        grad = torch.is_grad_enabled() and x.requires_grad
         if (
             x.dtype != torch.float32
             or w.dtype != torch.float32
             or x.device.type != "cpu"
             or w.requires_grad
             or (b is not None and b.requires_grad)
-            or not onednn_pays(x, w, grad=torch.is_grad_enabled() and x.requires_grad)
+            or not onednn_pays(x, w, grad=grad)
         ):
             return F.linear(x, w, b)
-        if torch.is_grad_enabled() and x.requires_grad:
+        if grad:
             return _FrozenLinear.apply(x, w, b)
         return onednn_linear(x, w, b)
 
