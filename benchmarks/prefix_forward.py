@@ -3,14 +3,19 @@
 Builds the batch of one `burnish demo` step: burnish-tiny with a rank-16 LoRA adapter (non-zero,
 as after a few updates), 8 arithmetic prompts rendered with the chat template × 8 completions
 each. Completions are random answers (an optional minus sign, 1-3 digits, then EOS), so rows
-of a group share exactly their prompt. Both paths run in the same process on 1 thread, each
-alternately, and the median of ``--repeats`` timed runs is reported, with the largest
-difference of log-probs, entropies and LoRA gradients between the two paths; for scale, the same
-differences between the plain path on the whole batch and the plain path run one row at a time
+of a group share exactly their prompt. Both paths run in the same process on ``--threads``
+threads (default 1), each alternately, and the median of ``--repeats`` timed runs is
+reported, with the largest difference of log-probs, entropies and LoRA gradients between the
+two paths; for scale, the same differences between the plain path on the whole batch and the plain path run one row at a time
 (float rounding that already varies with the micro-batch shape).
 
+``--layouts`` also times the two shared-prefix layouts forced (``padded``, ``packed``), with
+`layout_flops`'s estimate of each: the measurement behind `SECOND_PASS_FLOPS` (the padded
+layout's time beyond its arithmetic). ``--threads`` sets torch's threads (default 1).
+
 Usage:
-    python benchmarks/prefix_forward.py [--prompts 8] [--group 8] [--repeats 15] [--json]
+    python benchmarks/prefix_forward.py [--prompts 8] [--group 8] [--repeats 15] [--threads 1]
+        [--layouts] [--json]
 """
 
 from __future__ import annotations
@@ -58,12 +63,20 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--layouts", action="store_true", help="also time padded and packed")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
     from burnish.models import attach_lora, load_model, sequence_logprobs
-    from burnish.models.shared_prefix import prompt_lengths, shared_prefix_logprobs
+    from burnish.models.shared_prefix import (
+        SECOND_PASS_FLOPS,
+        layout_flops,
+        plan_shared_prefixes,
+        prompt_lengths,
+        shared_prefix_logprobs,
+    )
 
     base, tok = load_model("burnish-tiny")
     policy = attach_lora(base, rank=16, alpha=32).train()
@@ -97,6 +110,10 @@ def main() -> None:
         ),
         "prefix": lambda: shared_prefix_logprobs(policy, tokens, lengths, share, with_entropy=True),
     }
+    for layout in ("padded", "packed") if args.layouts else ():
+        paths[layout] = lambda layout=layout: shared_prefix_logprobs(
+            policy, tokens, lengths, share, with_entropy=True, layout=layout
+        )
 
     def run(name: str):
         policy.zero_grad(set_to_none=True)
@@ -140,15 +157,31 @@ def main() -> None:
         "prefix_vs_plain": diff,
         "plain_vs_plain_per_row": noise,
     }
+    if args.layouts:
+        padded, packed = layout_flops(policy, plan_shared_prefixes(tokens, lengths, share), lengths)
+        result |= {
+            "padded_ms": 1e3 * med["padded"],
+            "packed_ms": 1e3 * med["packed"],
+            "padded_arithmetic_gflops_per_layer": (padded - SECOND_PASS_FLOPS) / 1e9,
+            "packed_gflops_per_layer": packed / 1e9,
+        }
     if args.json:
         print(json.dumps(result))
         return
     print(
         f"{B} rows (max {T} tokens, {result['tokens']} tokens, {result['prompt_tokens']} of them "
-        f"prompt), forward+backward, 1 thread, median of {args.repeats}:"
+        f"prompt), forward+backward, {args.threads} thread(s), median of {args.repeats}:"
     )
     print(f"  plain  {result['plain_ms']:.1f} ms")
     print(f"  prefix {result['prefix_ms']:.1f} ms   speedup {result['speedup']:.2f}x")
+    if args.layouts:
+        print(
+            f"  padded {result['padded_ms']:.1f} ms, packed {result['packed_ms']:.1f} ms "
+            f"(padded - packed {result['padded_ms'] - result['packed_ms']:.1f} ms); estimated "
+            f"forward GFLOPs per layer: padded {result['padded_arithmetic_gflops_per_layer']:.3f}"
+            f" + second pass {SECOND_PASS_FLOPS / 1e9:.3f}, packed "
+            f"{result['packed_gflops_per_layer']:.3f}"
+        )
     for label, d in (("prefix vs plain", diff), ("plain one row at a time vs plain", noise)):
         print(
             f"  max |diff| {label}: logp {d['logp']:.2e}, entropy {d['entropy']:.2e}, "

@@ -4,11 +4,15 @@ Behaviour lock: `shared_prefix_logprobs` must give the same log-probs, entropies
 gradients as `sequence_logprobs`; do not loosen the tolerances without an explicit decision.
 """
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from burnish.models import attach_lora, sequence_logprobs, tiny_model
 from burnish.models.shared_prefix import (
+    SECOND_PASS_FLOPS,
+    layout_flops,
     packed_pays,
     plan_shared_prefixes,
     prompt_lengths,
@@ -173,18 +177,64 @@ def test_no_grad_and_bad_input():
         shared_prefix_logprobs(policy, tokens, lengths, share, layout="ragged")
 
 
-def test_auto_layout_packs_short_completions_and_pads_long_ones():
-    """`packed_pays`: many short completions next to one long one pack; equal lengths pad."""
-    policy, vocab = _policy()
+def _even_and_uneven_plans():
     prompt = list(range(10, 16))
-    short = [prompt + [11, 2]] * 15 + [prompt + [12] * 30]
-    tokens, mask, lengths = _rows_to_batch(short, [[0] * 6 + [1] * (len(r) - 6) for r in short])
-    plan = plan_shared_prefixes(tokens, lengths, prompt_lengths(mask, lengths))
-    assert packed_pays(policy, plan, lengths)
+    uneven = [prompt + [11, 2]] * 15 + [prompt + [12] * 30]
     even = [prompt + [11 + k % 3] * 30 for k in range(16)]
-    tokens, mask, lengths = _rows_to_batch(even, [[0] * 6 + [1] * 30 for _ in even])
+    plans = []
+    for rows in (uneven, even):
+        tokens, mask, lengths = _rows_to_batch(rows, [[0] * 6 + [1] * (len(r) - 6) for r in rows])
+        plans.append(
+            (plan_shared_prefixes(tokens, lengths, prompt_lengths(mask, lengths)), lengths)
+        )
+    return plans
+
+
+def _config_only(hidden: int, intermediate: int):
+    """All `layout_flops` reads of a model: its config's widths."""
+    return SimpleNamespace(
+        config=SimpleNamespace(hidden_size=hidden, intermediate_size=intermediate)
+    )
+
+
+def test_layout_flops_counts_padding_attention_and_the_second_pass():
+    """One prefix of 6, suffixes 2 x 15 and 30: the counts of the docstring, by hand."""
+    (plan, lengths), _ = _even_and_uneven_plans()
+    h, i = 512, 2048
+    per_token, per_pair = 8 * h * h + 6 * h * i, 4 * h
+    padded, packed = layout_flops(_config_only(h, i), plan, lengths)
+    assert padded == (6 + 16 * 30) * per_token + (36 + 16 * 30 * 36) * per_pair + SECOND_PASS_FLOPS
+    n = 6 + 15 * 2 + 30
+    assert packed == n * per_token + n * n * per_pair
+
+
+def test_auto_layout_packs_short_completions_and_pads_long_ones():
+    """`packed_pays`: many short completions next to one long one pack; at a 34m-wide model
+    equal lengths pad (the attention over the packed sequence costs more than the padding)."""
+    (uneven, uneven_len), (even, even_len) = _even_and_uneven_plans()
+    policy, _ = _policy()
+    assert packed_pays(policy, uneven, uneven_len)
+    wide = _config_only(512, 2048)
+    assert packed_pays(wide, uneven, uneven_len)
+    assert not packed_pays(wide, even, even_len)
+
+
+def test_auto_layout_packs_at_small_widths_where_the_second_pass_dominates():
+    """At hidden 32 the even rows' extra attention is worth less than a second pass; packed
+    sequences over `PACKED_MAX_TOKENS` never pack, however much padding they would save."""
+    (_, _), (even, even_len) = _even_and_uneven_plans()
+    policy, _ = _policy()
+    padded, packed = layout_flops(policy, even, even_len)
+    assert padded - SECOND_PASS_FLOPS < packed < padded
+    assert packed_pays(policy, even, even_len)
+    prompt = list(range(10, 16))
+    rows = [prompt + [11, 2]] * 100 + [prompt + [12] * 4100]  # 4,306 packed tokens
+    tokens, mask, lengths = _rows_to_batch(rows, [[0] * 6 + [1] * (len(r) - 6) for r in rows])
     plan = plan_shared_prefixes(tokens, lengths, prompt_lengths(mask, lengths))
-    assert not packed_pays(policy, plan, lengths)
+    wide = _config_only(512, 2048)
+    padded, packed = layout_flops(wide, plan, lengths)
+    assert packed < padded / 10
+    assert not packed_pays(wide, plan, lengths)
 
 
 @pytest.mark.parametrize("layout", ["padded", "packed"])

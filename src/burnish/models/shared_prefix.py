@@ -20,7 +20,8 @@ block attention mask (a suffix sees its own prefix and its own earlier tokens); 
 padding, no cache copies, but attention over the whole packed sequence. ``auto`` estimates the
 work of each (`packed_pays`) and runs the cheaper: packed wins when completions are short next
 to the longest one (the padded suffix pass then computes mostly padding) and the packed
-sequence is short enough for its attention not to dominate.
+sequence is short enough for its attention not to dominate, and at small models, where the
+padded layout's second pass costs more than its arithmetic (`SECOND_PASS_FLOPS`).
 
 Departures and limits:
 - Rows must be right-padded (described by their lengths), as `TrainBatch` rows are.
@@ -48,6 +49,7 @@ from burnish.models.logprobs import (
 __all__ = [
     "LAYOUTS",
     "PrefixPlan",
+    "layout_flops",
     "packed_pays",
     "plan_shared_prefixes",
     "prompt_lengths",
@@ -64,6 +66,15 @@ LAYOUTS = ("auto", "padded", "packed")
 """How `shared_prefix_logprobs` lays the rows out (see the module docstring)."""
 PACKED_MAX_TOKENS = 4096
 """Longest packed sequence `auto` considers: its [N, N] attention mask must stay small."""
+SECOND_PASS_FLOPS = 1.2e8
+"""What the padded layout's second body pass costs per layer beyond its arithmetic, in the
+forward FLOPs of `packed_pays`'s estimate: the pass's own operators, the prefix cache indexed out
+to the rows, and their backward. Measured at burnish-tiny (4 layers, a demo step's 64 rows,
+2 threads, `benchmarks/prefix_forward.py --layouts`): padded took 13-21 ms more than packed
+per forward + backward where both estimates were equal, about 4 ms per layer; at the ~1e11
+FLOP/s two threads reach on large matmuls, with the backward costing twice the forward, that
+is about 1.2e8 forward FLOPs per layer. It decides at small models; at 34m and 100m the
+estimates differ by more than this and the arithmetic decides."""
 
 
 @dataclass(frozen=True)
@@ -207,14 +218,16 @@ def _suffix_pass(body, tokens_B_T, lengths_B, plan: PrefixPlan, cache, prefix_ma
     return out.last_hidden_state, tokens_R_S, valid_R_S, plen_R, slen_R
 
 
-def packed_pays(model: torch.nn.Module, plan: PrefixPlan, lengths_B: Tensor) -> bool:
-    """Whether the packed layout does less work than the padded one for these rows.
+def layout_flops(
+    model: torch.nn.Module, plan: PrefixPlan, lengths_B: Tensor
+) -> tuple[float, float]:
+    """Estimated forward FLOPs per layer of the (padded, packed) layouts for these rows.
 
-    Per layer, a token costs about ``8H^2 + 6HI`` multiply-adds in its projections and MLP, and
-    each (query, key) pair of attention ``4H``. Padded: the prefixes padded to the longest, then
-    every suffix padded to the longest suffix against prefix + suffix keys. Packed: only real
-    tokens, but attention over the whole packed sequence. Packed sequences longer than
-    `PACKED_MAX_TOKENS` are never chosen.
+    Per layer, a token costs about ``8H^2 + 6HI`` floating-point operations (two per
+    multiply-add) in its projections and MLP, and each (query, key) pair of attention ``4H``.
+    Padded: the prefixes padded to the longest, then every suffix padded to the longest suffix
+    against prefix + suffix keys, plus `SECOND_PASS_FLOPS` for running two passes. Packed: only
+    real tokens, but attention over the whole packed sequence.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config
@@ -223,14 +236,23 @@ def packed_pays(model: torch.nn.Module, plan: PrefixPlan, lengths_B: Tensor) -> 
     plen_R = plan.prefix_len_U[plan.prefix_of_R]
     slen_R = lengths_B[plan.rows_R].long() - plen_R
     n = int(plan.prefix_len_U.sum() + slen_R.sum())
-    if n > PACKED_MAX_TOKENS:
-        return False
     u, r = plan.num_prefixes, int(plan.rows_R.numel())
     p_max, s_max = int(plan.prefix_len_U.max()), int(slen_R.max())
     per_token, per_pair = 8 * h * h + 6 * h * i, 4 * h
-    padded = (u * p_max + r * s_max) * per_token
+    padded = (u * p_max + r * s_max) * per_token + SECOND_PASS_FLOPS
     padded += (u * p_max * p_max + r * s_max * (p_max + s_max)) * per_pair
     packed = n * per_token + n * n * per_pair
+    return float(padded), float(packed)
+
+
+def packed_pays(model: torch.nn.Module, plan: PrefixPlan, lengths_B: Tensor) -> bool:
+    """Whether the packed layout does less work than the padded one for these rows
+    (`layout_flops`). Packed sequences longer than `PACKED_MAX_TOKENS` are never chosen."""
+    plen_R = plan.prefix_len_U[plan.prefix_of_R]
+    n = int(plan.prefix_len_U.sum() + (lengths_B[plan.rows_R].long() - plen_R).sum())
+    if n > PACKED_MAX_TOKENS:
+        return False
+    padded, packed = layout_flops(model, plan, lengths_B)
     return packed < padded
 
 
