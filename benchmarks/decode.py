@@ -16,6 +16,9 @@
 - ``--change fast-decode``: `burnish.models.fast_decode.FastDecoder` runs each decode step from
   the (merged) weights, against the model's own forward on the same merged layers (LoRA B
   random as for ``merged-lora``).
+- ``--change fast-prefill``: `FastDecoder.prefill` runs the prompts' prefill from the (merged)
+  weights, against the model's own forward for the prefill only (the decode steps are
+  `FastDecoder`'s both ways).
 
 This times `generate_rows` (the `LocalSampler` engine) both ways on the LoRA policy of a
 benchmark size (`bench_models`), the same rows (one prompt per group, G samples each, every row
@@ -27,6 +30,7 @@ ratio and its range, and whether both gave the same tokens and logprobs.
     python benchmarks/decode.py --change wide-head --size 100m --new-tokens 16 --repeats 3
     python benchmarks/decode.py --change merged-lora --size tiny --prompts 8 --new-tokens 12
     python benchmarks/decode.py --change fast-decode --size tiny --prompts 8 --new-tokens 12
+    python benchmarks/decode.py --change fast-prefill --size tiny --prompts 8 --new-tokens 4
     python benchmarks/decode.py --change onednn-weight --size 34m --new-tokens 16 --repeats 5
 """
 
@@ -65,6 +69,23 @@ def _rows(tok, prompts: int, group: int, new_tokens: int):
     ]
 
 
+def _without_fast_prefill(prefill):
+    """``prefill`` (`generate._prefill`) through the model's own forward, then the `FastDecoder`
+    for the decode steps, as before `FastDecoder.prefill`."""
+    from burnish.models import generate as gen
+
+    def model_prefill(model, batch, rows, adapters, keep_kw):
+        fast = gen.fast_decoder
+        gen.fast_decoder = lambda model, cache: None
+        try:
+            cache, logits_B_V, _ = prefill(model, batch, rows, adapters, keep_kw)
+        finally:
+            gen.fast_decoder = fast
+        return cache, logits_B_V, None if adapters is not None else fast(model, cache)
+
+    return model_prefill
+
+
 def _switch(change: str, model):
     """Two functions that turn ``change`` on and off in the decode loop."""
     from burnish.models import generate as gen
@@ -96,6 +117,13 @@ def _switch(change: str, model):
             lambda: setattr(gen, "fast_decoder", fast),
             lambda: setattr(gen, "fast_decoder", lambda model, cache: None),
         )
+    if change == "fast-prefill":
+        prefill = gen._prefill
+        slow = _without_fast_prefill(prefill)
+        return (
+            lambda: setattr(gen, "_prefill", prefill),
+            lambda: setattr(gen, "_prefill", slow),
+        )
     if change == "onednn-weight":
         from burnish.models import onednn_linear as od
 
@@ -124,7 +152,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
         "--change",
-        choices=("kv-cache", "wide-head", "merged-lora", "fast-decode", "onednn-weight"),
+        choices=(
+            "kv-cache",
+            "wide-head",
+            "merged-lora",
+            "fast-decode",
+            "fast-prefill",
+            "onednn-weight",
+        ),
         required=True,
     )
     p.add_argument("--size", choices=bench_models.SIZES, default="tiny")
@@ -143,7 +178,7 @@ def main() -> None:
 
         if not route_base_matmuls(policy, "auto"):
             raise SystemExit("lora.base_matmul='auto' routes nothing to oneDNN on this CPU")
-    if a.change in ("merged-lora", "fast-decode", "onednn-weight"):
+    if a.change in ("merged-lora", "fast-decode", "fast-prefill", "onednn-weight"):
         with torch.no_grad():
             g = torch.Generator().manual_seed(0)
             for name, param in policy.named_parameters():

@@ -68,6 +68,31 @@ def test_one_step_matches_the_models_forward(arch):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
+def test_prefill_matches_the_models_forward(arch):
+    """Left-padded prompts into an empty cache: the last logits and every real position's keys
+    and values are transformers' (padding positions are never read)."""
+    model, tok = _models()[arch]
+    ids = torch.tensor([[0, 0, 0, 9, 30, 41], [12, 13, 14, 15, 16, 17], [0, 22, 23, 24, 25, 26]])
+    mask = (ids != 0).long()
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        ours, theirs = reserved_cache(model, extra=4), reserved_cache(model, extra=4)
+        fast = fast_decoder(model, ours)
+        assert fast is not None
+        got = fast.prefill(ids, mask, pos)
+        want = model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, cache=theirs
+        ).logits[:, -1]
+    assert float(want.abs().max()) > 0 and bool(torch.isfinite(got).all())
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    real_B1L1 = mask.bool()[:, None, :, None]
+    for a, b in zip(ours.layers, theirs.layers, strict=True):
+        for x, y in ((a.keys, b.keys), (a.values, b.values)):
+            assert bool(torch.isfinite(x).all())
+            torch.testing.assert_close(x * real_B1L1, y * real_B1L1, rtol=1e-5, atol=1e-5)
+
+
 def _rows(tok, n=8, new=8):
     """Rows of two budgets: the short ones end early and are dropped from the batch."""
     prompts = [tok.encode(f"<|user|>{i}+{i}=<|end|><|assistant|>") for i in range(n // 2)]

@@ -7,7 +7,8 @@ plumbing, and a causal mask built anew, per token; on a small model those are mo
 seven projections as plain products (LoRA layers merged by `burnish.models.lean_lora.merged_lora`
 beforehand), the rotary embedding from the model's own `rotary_emb` module (so every rope type
 transformers knows is computed by transformers), one `scaled_dot_product_attention` against the
-KV cache, and the residual sums. The prompt's prefill still runs through transformers.
+KV cache, and the residual sums. `FastDecoder.prefill` runs the prompts' prefill the same way,
+with a causal padding mask.
 
 It departs from transformers' step only in ways that leave the arithmetic the same: the padding
 mask is the boolean ``[B, 1, 1, L]`` mask the SDPA path builds, handed to SDPA directly, and
@@ -106,27 +107,40 @@ class FastDecoder:
     def __call__(self, tokens_B: Tensor, mask_B_L: Tensor, pos_B: Tensor) -> Tensor:
         """``[B, V]`` logits after feeding ``tokens_B`` at positions ``pos_B``; ``mask_B_L``
         covers the cache including this token (1 real, 0 padding)."""
-        b = tokens_B.shape[0]
-        h = self.embed(tokens_B[:, None])
-        cos, sin = self.rotary(h, pos_B[:, None])
-        cos, sin = cos[:, None], sin[:, None]  # [B, 1, 1, D]
-        mask_B11L = mask_B_L.bool()[:, None, None, :]
+        return self._run(tokens_B[:, None], pos_B[:, None], mask_B_L.bool()[:, None, None, :])
+
+    def prefill(self, tokens_B_S: Tensor, mask_B_S: Tensor, pos_B_S: Tensor) -> Tensor:
+        """``[B, V]`` logits after the last of ``tokens_B_S``, left-padded prompts fed into an
+        empty cache at positions ``pos_B_S`` (``mask_B_S``: 1 real, 0 padding). A query sees the
+        real tokens up to it; a padding query sees itself only, so that no attention row is
+        empty (its output is never read: no real query sees a padding key)."""
+        s = tokens_B_S.shape[1]
+        own_SS = torch.eye(s, dtype=torch.bool, device=tokens_B_S.device)
+        causal_SS = torch.ones_like(own_SS).tril()
+        mask_B1SS = (causal_SS & mask_B_S.bool()[:, None, :]) | own_SS
+        return self._run(tokens_B_S, pos_B_S, mask_B1SS[:, None])
+
+    def _run(self, tokens_B_S: Tensor, pos_B_S: Tensor, mask_B1SL: Tensor) -> Tensor:
+        b, s = tokens_B_S.shape
+        h = self.embed(tokens_B_S)
+        cos, sin = self.rotary(h, pos_B_S)
+        cos, sin = cos[:, None], sin[:, None]  # [B, 1, S, D]
         gqa = self.kv_heads != self.heads
         for layer, cache in zip(self.layers, self.cache_layers):
             x = _rms(h, layer.norm1, self.eps)
-            q = layer.q(x).view(b, 1, self.heads, self.head_dim).transpose(1, 2)
-            k = layer.k(x).view(b, 1, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = layer.v(x).view(b, 1, self.kv_heads, self.head_dim).transpose(1, 2)
+            q = layer.q(x).view(b, s, self.heads, self.head_dim).transpose(1, 2)
+            k = layer.k(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = layer.v(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
             keys, values = cache.update(k, v)
             a = F.scaled_dot_product_attention(
-                q, keys, values, attn_mask=mask_B11L, scale=self.scaling, enable_gqa=gqa
+                q, keys, values, attn_mask=mask_B1SL, scale=self.scaling, enable_gqa=gqa
             )
-            h = h + layer.o(a.transpose(1, 2).reshape(b, 1, -1))
+            h = h + layer.o(a.transpose(1, 2).reshape(b, s, -1))
             x = _rms(h, layer.norm2, self.eps)
             h = h + layer.down(F.silu(layer.gate(x)) * layer.up(x))
-        return self.head(_rms(h, self.final_norm, self.eps))[:, -1].float()
+        return self.head(_rms(h[:, -1:], self.final_norm, self.eps))[:, -1].float()
 
 
 def _hooked(m: nn.Module) -> bool:

@@ -23,8 +23,8 @@ mixed-adapter batch, each row through its own adapter in the same forward passes
 adapter, if any), with its LoRA layers merged for the decode where that pays
 (`burnish.models.lean_lora.merged_lora`: one product per layer instead of three; logprobs
 within a few 1e-5 of the unmerged layers'), and, for a Llama, Qwen2 or Mistral model whose
-layers allow it, each decode step after the prefill runs as `burnish.models.fast_decode`'s
-straight-line step (transformers' arithmetic without its module calls).
+layers allow it, the prefill and each decode step run as `burnish.models.fast_decode`'s
+straight-line steps (transformers' arithmetic without its module calls).
 """
 
 from __future__ import annotations
@@ -254,7 +254,8 @@ class _Batch:
 
 def _prefill(model, batch: _Batch, rows: list[GenerationRow], adapters, keep_kw: dict):
     """Run each distinct (prompt, adapter) once (a group's G rows share theirs), then copy its
-    KV cache and last logits to every row that asked for it. Returns ``(cache, logits_B_V)``.
+    KV cache and last logits to every row that asked for it. Returns ``(cache, logits_B_V,
+    fast)``, ``fast`` the `FastDecoder` that ran the prefill and runs the decode steps, or None.
 
     The cache is a `reserved_cache` (decode steps write in place) where the model allows one."""
     device = batch.ids_B_L.device
@@ -269,21 +270,28 @@ def _prefill(model, batch: _Batch, rows: list[GenerationRow], adapters, keep_kw:
     first_row = torch.tensor(list(first.values()), device=device)
     if adapters is not None:
         adapters.names = [rows[i].adapter for i in first.values()]
-    out = model(
-        input_ids=batch.ids_B_L[first_row],
-        attention_mask=batch.mask_B_L[first_row],
-        position_ids=position_ids_from_mask(batch.mask_B_L)[first_row],
-        use_cache=True,
-        **keep_kw,
-        **cache_arg,
-    )
-    cache = getattr(out, "cache", None) or out.past_key_values
-    logits_B_V = out.logits[:, -1][row_to_unique.to(device)].float()
+    fast = None if adapters is not None else fast_decoder(model, cache)
+    ids_U_L, mask_U_L = batch.ids_B_L[first_row], batch.mask_B_L[first_row]
+    pos_U_L = position_ids_from_mask(batch.mask_B_L)[first_row]
+    if fast is not None:
+        logits_U_V = fast.prefill(ids_U_L, mask_U_L, pos_U_L)
+    else:
+        out = model(
+            input_ids=ids_U_L,
+            attention_mask=mask_U_L,
+            position_ids=pos_U_L,
+            use_cache=True,
+            **keep_kw,
+            **cache_arg,
+        )
+        cache = getattr(out, "cache", None) or out.past_key_values
+        logits_U_V = out.logits[:, -1].float()
+    logits_B_V = logits_U_V[row_to_unique.to(device)]
     if len(first) < len(rows):
         cache.batch_select_indices(row_to_unique.to(device))
     if adapters is not None:
         adapters.names = [r.adapter for r in rows]
-    return cache, logits_B_V
+    return cache, logits_B_V, fast
 
 
 @torch.inference_mode()
@@ -324,8 +332,7 @@ def generate_rows(
     windows = [2 * max((len(s) for s in r.stop), default=0) + 4 for r in rows]
     keep_kw = {"logits_to_keep": 1} if has_keep else {}
     with _row_adapters(model, rows) as adapters:
-        cache, logits_B_V = _prefill(model, batch, rows, adapters, keep_kw)
-        fast = None if adapters is not None else fast_decoder(model, cache)
+        cache, logits_B_V, fast = _prefill(model, batch, rows, adapters, keep_kw)
         steps = batch.uniform_B_S.shape[1]
         for step in range(steps):
             tokens_B, logp_B = sample_next_tokens(
