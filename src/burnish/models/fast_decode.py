@@ -1,4 +1,4 @@
-"""One decode step of a Llama-layout model in a few tensor ops, for the sampling loop.
+"""A decode step (and the prefill) of a Llama-layout model in a few tensor ops, for sampling.
 
 A decode step feeds one token per row. Through transformers that step is a tree of module calls
 (decoder layers, attention, MLP, norms, the LoRA wrappers around every projection), keyword
@@ -11,9 +11,11 @@ KV cache, and the residual sums. `FastDecoder.prefill` runs the prompts' prefill
 with a causal padding mask.
 
 It departs from transformers' step only in ways that leave the arithmetic the same: the padding
-mask is the boolean ``[B, 1, 1, L]`` mask the SDPA path builds, handed to SDPA directly, and
-grouped-query attention uses SDPA's ``enable_gqa`` rather than repeating the keys. The logits
-match transformers' to float32 rounding (tests/models/test_fast_decode.py).
+mask is the boolean ``[B, 1, 1, L]`` mask the SDPA path builds (for the prefill a ``[B, 1, S,
+S]`` causal padding mask in which a padding query sees itself only), handed to SDPA directly,
+and grouped-query attention uses SDPA's ``enable_gqa`` rather than repeating the keys. The
+logits, and the prefill's keys and values at real positions, match transformers' to float32
+rounding (tests/models/test_fast_decode.py).
 
 `fast_decoder` builds one for a model and a `burnish.models.kv_cache.reserved_cache`, or returns
 None (the caller then calls the model) unless all of this holds: a Llama, Qwen2 or Mistral causal
