@@ -40,7 +40,22 @@ def test_greedy_answers_equal_local_samplers(served, local_greedy, model):
     assert _tokens(r) == [list(c.token_ids) for c in expected]
 
 
-def test_mixed_adapter_batches_equal_one_adapter_at_a_time(served):
+def _first_batch_when_queued(engine, monkeypatch, count: int) -> None:
+    """Hold the engine's first batch until ``count`` requests are queued: the requests reach
+    the server one HTTP parse at a time, and on a loaded machine the batcher may otherwise start
+    before the rest arrive (what this checks is how queued requests are batched)."""
+    take, opened = engine._take_batch, []
+
+    def take_batch():
+        if not opened and len(engine._pending) < count:
+            return []  # `_drain` yields a turn and looks again
+        opened.append(True)
+        return take()
+
+    monkeypatch.setattr(engine, "_take_batch", take_batch)
+
+
+def test_mixed_adapter_batches_equal_one_adapter_at_a_time(served, monkeypatch):
     """Requests for every adapter at once run in shared batches (mixed adapter_names) and give
     exactly the tokens each request gets alone: greedy and seeded sampling."""
     models = [BASE, *ADAPTERS]
@@ -52,6 +67,7 @@ def test_mixed_adapter_batches_equal_one_adapter_at_a_time(served):
     ]
     alone = [_tokens(asyncio.run(_complete_all(served, [job]))[0]) for job in jobs]
     served.state.engine.stats = EngineStats()
+    _first_batch_when_queued(served.state.engine, monkeypatch, len(jobs))
     together = [_tokens(r) for r in asyncio.run(_complete_all(served, jobs))]
     stats = served.state.engine.stats
     assert stats.max_adapters_per_batch >= 3, stats  # the adapters did share batches
