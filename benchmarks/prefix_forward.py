@@ -6,8 +6,9 @@ each. Completions are random answers (an optional minus sign, 1-3 digits, then E
 of a group share exactly their prompt. Both paths run in the same process on ``--threads``
 threads (default 1), each alternately, and the median of ``--repeats`` timed runs is
 reported, with the largest difference of log-probs, entropies and LoRA gradients between the
-two paths; for scale, the same differences between the plain path on the whole batch and the plain path run one row at a time
-(float rounding that already varies with the micro-batch shape).
+two paths; for scale, the same differences between the plain path on the whole batch and the
+plain path run one row at a time (float rounding that already varies with the micro-batch
+shape).
 
 ``--layouts`` also times the two shared-prefix layouts forced (``padded``, ``packed``), with
 `layout_flops`'s estimate of each: the measurement behind `SECOND_PASS_FLOPS` (the padded

@@ -70,8 +70,8 @@ SECOND_PASS_FLOPS = 1.2e8
 """What the padded layout's second body pass costs per layer beyond its arithmetic, in the
 forward FLOPs of `packed_pays`'s estimate: the pass's own operators, the prefix cache indexed out
 to the rows, and their backward. Measured at burnish-tiny (4 layers, a demo step's 64 rows,
-2 threads, `benchmarks/prefix_forward.py --layouts`): padded took 13-21 ms more than packed
-per forward + backward where both estimates were equal, about 4 ms per layer; at the ~1e11
+2 threads, `benchmarks/prefix_forward.py --layouts`, three runs): padded took 13.5-18.0 ms more
+than packed per forward + backward where both estimates were equal, about 4 ms per layer; at the ~1e11
 FLOP/s two threads reach on large matmuls, with the backward costing twice the forward, that
 is about 1.2e8 forward FLOPs per layer. It decides at small models; at 34m and 100m the
 estimates differ by more than this and the arithmetic decides."""
@@ -218,6 +218,11 @@ def _suffix_pass(body, tokens_B_T, lengths_B, plan: PrefixPlan, cache, prefix_ma
     return out.last_hidden_state, tokens_R_S, valid_R_S, plen_R, slen_R
 
 
+def _suffix_lengths(plan: PrefixPlan, lengths_B: Tensor) -> Tensor:
+    """[R] int64: each run row's length after its shared prefix."""
+    return lengths_B[plan.rows_R].long() - plan.prefix_len_U[plan.prefix_of_R]
+
+
 def layout_flops(
     model: torch.nn.Module, plan: PrefixPlan, lengths_B: Tensor
 ) -> tuple[float, float]:
@@ -233,8 +238,7 @@ def layout_flops(
     config = base.config
     h = int(config.hidden_size)
     i = int(getattr(config, "intermediate_size", None) or 4 * h)
-    plen_R = plan.prefix_len_U[plan.prefix_of_R]
-    slen_R = lengths_B[plan.rows_R].long() - plen_R
+    slen_R = _suffix_lengths(plan, lengths_B)
     n = int(plan.prefix_len_U.sum() + slen_R.sum())
     u, r = plan.num_prefixes, int(plan.rows_R.numel())
     p_max, s_max = int(plan.prefix_len_U.max()), int(slen_R.max())
@@ -248,8 +252,7 @@ def layout_flops(
 def packed_pays(model: torch.nn.Module, plan: PrefixPlan, lengths_B: Tensor) -> bool:
     """Whether the packed layout does less work than the padded one for these rows
     (`layout_flops`). Packed sequences longer than `PACKED_MAX_TOKENS` are never chosen."""
-    plen_R = plan.prefix_len_U[plan.prefix_of_R]
-    n = int(plan.prefix_len_U.sum() + (lengths_B[plan.rows_R].long() - plen_R).sum())
+    n = int(plan.prefix_len_U.sum() + _suffix_lengths(plan, lengths_B).sum())
     if n > PACKED_MAX_TOKENS:
         return False
     padded, packed = layout_flops(model, plan, lengths_B)
