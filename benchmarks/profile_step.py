@@ -21,6 +21,7 @@ Prints seconds per step and the share of each phase over the timed steps (the fi
     python benchmarks/profile_step.py --size 100m --threads 2
     python benchmarks/profile_step.py --size 34m --precision mixed   # vs_trl.PRECISIONS
     python benchmarks/profile_step.py --size tiny --without fast-decode   # one speed-up off
+    python benchmarks/profile_step.py --size tiny --steps 80 --ab fast-body  # on/off per step
 """
 
 from __future__ import annotations
@@ -109,6 +110,38 @@ def instrument(clock: Clock) -> None:
     clock.wrap(RunStore, "log_step", "store")
 
 
+SPEEDUPS = {  # name: (module, attribute, what turns the speed-up off)
+    "frozen-head": ("burnish.models.logprobs", "_frozen_linear", lambda head: False),
+    "packed-prefix": ("burnish.models.shared_prefix", "packed_pays", lambda *a: False),
+    "lean-lora": ("burnish.models.lora", "make_lean", lambda model: 0),
+    "wide-head": ("burnish.models.load", "widen_head", lambda model: False),
+    # unmerged layers: the fast decode step steps aside too
+    "merged-lora": (
+        "burnish.models.generate", "merged_lora", lambda model, tokens: contextlib.nullcontext(0)
+    ),
+    "fast-decode": ("burnish.models.generate", "fast_decoder", lambda model, cache: None),
+    "fast-body": ("burnish.models.shared_prefix", "fast_body", lambda model: None),
+    # transformers' default: hub kernels on
+    "hub-kernels-off": ("burnish.models.load", "_without_hub_kernels", lambda model: None),
+}  # fmt: skip
+PER_STEP = ("frozen-head", "merged-lora", "fast-decode", "fast-body")
+"""The speed-ups `--ab` can turn on and off between steps (read at each call, not at set-up)."""
+
+
+class _toggle:
+    """One speed-up of `PER_STEP`, switched on or off in place (starts on)."""
+
+    def __init__(self, name: str) -> None:
+        module, self.attribute, self.off = SPEEDUPS[name]
+        self.module = importlib.import_module(module)
+        self.real = getattr(self.module, self.attribute)
+        self.on = True
+
+    def set(self, on: bool) -> None:
+        self.on = on
+        setattr(self.module, self.attribute, self.real if on else self.off)
+
+
 def profile(args) -> list[dict[str, float]]:
     """Run the loop; one {phase: seconds} per step (``step`` holds the whole step)."""
     from burnish.config import load_config
@@ -116,21 +149,10 @@ def profile(args) -> list[dict[str, float]]:
 
     clock, per_step = Clock(), []
     instrument(clock)
-    if "frozen-head" in args.without:
-        importlib.import_module("burnish.models.logprobs")._frozen_linear = lambda head: False
-    if "packed-prefix" in args.without:
-        importlib.import_module("burnish.models.shared_prefix").packed_pays = lambda *a: False
-    if "lean-lora" in args.without:
-        importlib.import_module("burnish.models.lora").make_lean = lambda model: 0
-    if "wide-head" in args.without:
-        importlib.import_module("burnish.models.load").widen_head = lambda model: False
-    generate = importlib.import_module("burnish.models.generate")
-    if "merged-lora" in args.without:  # unmerged layers: the fast decode step steps aside too
-        generate.merged_lora = lambda model, tokens: contextlib.nullcontext(0)
-    if "fast-decode" in args.without:
-        generate.fast_decoder = lambda model, cache: None
-    if "hub-kernels-off" in args.without:  # transformers' default: hub kernels on
-        importlib.import_module("burnish.models.load")._without_hub_kernels = lambda model: None
+    for name in args.without:
+        module, attribute, off = SPEEDUPS[name]
+        setattr(importlib.import_module(module), attribute, off)
+    ab = _toggle(args.ab) if args.ab else None
     layouts = importlib.import_module("burnish.models.shared_prefix")
     counted = layouts.packed_pays
 
@@ -141,9 +163,12 @@ def profile(args) -> list[dict[str, float]]:
 
     layouts.packed_pays = packed_pays
 
-    def on_step(_step, m):
+    def on_step(step, m):
         phases = dict(clock.now)
         phases["step"] = m["time/step"]
+        if ab is not None:  # this step ran with the speed-up on or off; pick the next one's
+            phases["ab_on"] = float(ab.on)
+            ab.set(step % 4 in (0, 3))  # on, off, off, on: a drift over the run cancels
         # `time/sample` spans the decode, the scoring and the episode bookkeeping around them
         phases["episodes"] = m["time/sample"] - phases.get("sampling", 0) - phases.get("scoring", 0)
         per_step.append(phases)
@@ -170,16 +195,15 @@ def main() -> None:
         "--without",
         action="append",
         default=[],
-        choices=(
-            "frozen-head",
-            "packed-prefix",
-            "lean-lora",
-            "wide-head",
-            "merged-lora",
-            "fast-decode",
-            "hub-kernels-off",
-        ),
+        choices=sorted(SPEEDUPS),
         help="turn one speed-up off, to measure what it gives (repeatable)",
+    )
+    p.add_argument(
+        "--ab",
+        choices=PER_STEP,
+        default=None,
+        help="turn one speed-up on and off between steps of the same run (on, off, off, on, "
+        "...) and print the median step with it and without",
     )
     args = p.parse_args()
     for k, v in vs_trl.SHAPES[args.size].items():
@@ -202,6 +226,14 @@ def main() -> None:
             values = [s.get(phase, 0.0) for s in steps]
         sec = statistics.median(values)
         print(f"  {phase:17s} {sec:7.3f} s  {100 * sec / step_s:5.1f}%")
+    if args.ab:
+        on = statistics.median(s["step"] for s in steps if s["ab_on"])
+        off = statistics.median(s["step"] for s in steps if not s["ab_on"])
+        n_on = sum(1 for s in steps if s["ab_on"])
+        print(
+            f"{args.ab} on {1e3 * on:.1f} ms ({n_on} steps), off {1e3 * off:.1f} ms "
+            f"({len(steps) - n_on} steps): off/on {off / on:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -2,46 +2,28 @@
 
 import pytest
 import torch
-from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from lora_helpers import grouped_model, random_lora
 
 from burnish.models import generate as gen
 from burnish.models.fast_decode import fast_decoder
 from burnish.models.generate import GenerationRow, generate_rows
 from burnish.models.kv_cache import reserved_cache
 from burnish.models.lean_lora import merged_lora
-from burnish.models.lora import attach_lora, reference_mode
-from burnish.models.tiny import char_tokenizer, tiny_model
-
-
-def _grouped(kind: str):
-    """A random 2-layer model with grouped-query attention (4 query heads, 2 key/value)."""
-    tok = char_tokenizer()
-    shape = dict(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        tie_word_embeddings=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-    )  # fmt: skip
-    torch.manual_seed(3)
-    if kind == "qwen2":  # biases on q, k and v
-        model = Qwen2ForCausalLM(Qwen2Config(**shape))
-    else:
-        model = MistralForCausalLM(MistralConfig(sliding_window=None, **shape))
-    return model.float().eval(), tok
+from burnish.models.lora import reference_mode
+from burnish.models.tiny import tiny_model
 
 
 def _models():
     llama, tok = tiny_model("llama", hidden_size=32, num_layers=2, num_heads=2, seed=1)
-    return {"llama": (llama, tok), "qwen2": _grouped("qwen2"), "mistral": _grouped("mistral")}
+    return {
+        "llama": (llama, tok),
+        "qwen2": grouped_model("qwen2"),
+        "mistral": grouped_model("mistral"),
+    }
 
 
 def _lora(model):
-    policy = attach_lora(model, rank=4, alpha=8)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in policy.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return policy.eval()
+    return random_lora(model).eval()
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])

@@ -37,7 +37,15 @@ from burnish.models.kv_cache import ReservedLayer
 from burnish.models.lean_lora import effective_linear
 from burnish.models.onednn_linear import frozen_linear
 
-__all__ = ["FastDecoder", "fast_decoder"]
+__all__ = [
+    "FastDecoder",
+    "fast_decoder",
+    "plain_block",
+    "plain_decoder",
+    "projections",
+    "rms",
+    "rotate_half",
+]
 
 _ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM")
 _SILU = (nn.SiLU, SiLUActivation)
@@ -76,12 +84,14 @@ class _Layer:
     down: _Linear
 
 
-def _rms(h_B1H: Tensor, weight_H: Tensor, eps: float) -> Tensor:
-    """transformers' `LlamaRMSNorm` for a float32 input (the same ops in the same order)."""
-    return weight_H * (h_B1H * torch.rsqrt(h_B1H.pow(2).mean(-1, keepdim=True) + eps))
+def rms(h_BH: Tensor, weight_H: Tensor, eps: float) -> Tensor:
+    """transformers' `LlamaRMSNorm` for a float32 input (the same ops in the same order), over
+    the last dimension of any shape."""
+    return weight_H * (h_BH * torch.rsqrt(h_BH.pow(2).mean(-1, keepdim=True) + eps))
 
 
-def _rotate_half(x: Tensor) -> Tensor:
+def rotate_half(x: Tensor) -> Tensor:
+    """transformers' ``rotate_half`` of the rotary embedding."""
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
@@ -129,20 +139,20 @@ class FastDecoder:
         cos, sin = cos[:, None], sin[:, None]  # [B, 1, S, D]
         gqa = self.kv_heads != self.heads
         for layer, cache in zip(self.layers, self.cache_layers):
-            x = _rms(h, layer.norm1, self.eps)
+            x = rms(h, layer.norm1, self.eps)
             q = layer.q(x).view(b, s, self.heads, self.head_dim).transpose(1, 2)
             k = layer.k(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
             v = layer.v(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
             keys, values = cache.update(k, v)
             a = F.scaled_dot_product_attention(
                 q, keys, values, attn_mask=mask_B1SL, scale=self.scaling, enable_gqa=gqa
             )
             h = h + layer.o(a.transpose(1, 2).reshape(b, s, -1))
-            x = _rms(h, layer.norm2, self.eps)
+            x = rms(h, layer.norm2, self.eps)
             h = h + layer.down(F.silu(layer.gate(x)) * layer.up(x))
-        return self.head(_rms(h[:, -1:], self.final_norm, self.eps))[:, -1].float()
+        return self.head(rms(h[:, -1:], self.final_norm, self.eps))[:, -1].float()
 
 
 def _hooked(m: nn.Module) -> bool:
@@ -161,49 +171,72 @@ def _plain_norm(norm: nn.Module, eps: float) -> bool:
     )
 
 
+def plain_block(block: nn.Module, eps: float) -> bool:
+    """A decoder layer whose norms, MLP activation and attention run as their classes say: RMS
+    norms with this epsilon and float32 weights, a SiLU MLP, no hooks anywhere (the projections
+    are checked by the caller)."""
+    mlp = getattr(block, "mlp", None)
+    attn = getattr(block, "self_attn", None)
+    norms = (
+        getattr(block, "input_layernorm", None),
+        getattr(block, "post_attention_layernorm", None),
+    )
+    if mlp is None or attn is None or any(n is None or not _plain_norm(n, eps) for n in norms):
+        return False
+    act = getattr(mlp, "act_fn", None)
+    return type(act) in _SILU and not any(_hooked(m) for m in (mlp, act, attn, block))
+
+
+def projections(block: nn.Module) -> list[nn.Module | None]:
+    """The layer's seven projections in `_PROJECTIONS` order (None where one is missing)."""
+    return [getattr(getattr(block, part, None), name, None) for part, name in _PROJECTIONS]
+
+
 def _layer(block: nn.Module, eps: float) -> _Layer | None:
     linears = []
-    for part, name in _PROJECTIONS:
-        module = getattr(getattr(block, part, None), name, None)
+    for module in projections(block):
         found = None if module is None or _hooked(module) else effective_linear(module)
         if found is None or found[0].dtype != torch.float32:
             return None
         linears.append(_Linear(*found))
-    mlp = block.mlp
-    norms = (block.input_layernorm, block.post_attention_layernorm)
-    if any(not _plain_norm(n, eps) for n in norms) or _hooked(mlp) or _hooked(block):
+    if not plain_block(block, eps):
         return None
-    act = getattr(mlp, "act_fn", None)
-    if type(act) not in _SILU or _hooked(act) or _hooked(block.self_attn):
-        return None
-    return _Layer(norms[0].weight, norms[1].weight, *linears)
+    return _Layer(block.input_layernorm.weight, block.post_attention_layernorm.weight, *linears)
+
+
+def plain_decoder(model: nn.Module) -> bool:
+    """Whether ``model`` is a Llama, Qwen2 or Mistral causal LM of the layout both `FastDecoder`
+    and `burnish.models.fast_body.FastBody` run: SiLU MLPs, full attention in every layer,
+    float32 embeddings, plain RMS norms, no hooks on the model, its decoder, embeddings, rotary
+    module, final norm or head (each layer is checked apart, `plain_block`)."""
+    if type(model).__name__ not in _ARCHITECTURES:
+        return False
+    config = model.config
+    inner = getattr(model, "model", None)
+    if inner is None or getattr(config, "hidden_act", None) != "silu":
+        return False
+    if any(t != "full_attention" for t in getattr(config, "layer_types", None) or ()):
+        return False
+    head = model.get_output_embeddings()
+    parts = [getattr(inner, name, None) for name in ("embed_tokens", "rotary_emb", "norm")]
+    if head is None or any(m is None for m in parts):  # a transformers of another layout
+        return False
+    if any(_hooked(m) for m in (model, inner, head, *parts)):
+        return False
+    if inner.embed_tokens.weight.dtype != torch.float32:
+        return False
+    return _plain_norm(inner.norm, config.rms_norm_eps)
 
 
 def fast_decoder(model: nn.Module, cache) -> FastDecoder | None:
     """A `FastDecoder` for ``model`` writing into ``cache``, or None where it does not apply
     (module doc; the caller then runs the model's own forward)."""
-    if type(model).__name__ not in _ARCHITECTURES or cache is None:
-        return None
-    config = model.config
-    inner = getattr(model, "model", None)
-    if inner is None or getattr(config, "hidden_act", None) != "silu":
-        return None
-    if any(t != "full_attention" for t in getattr(config, "layer_types", None) or ()):
+    if cache is None or not plain_decoder(model):
         return None
     if any(type(layer) is not ReservedLayer for layer in getattr(cache, "layers", ())):
         return None
-    head = model.get_output_embeddings()
-    parts = [getattr(inner, name, None) for name in ("embed_tokens", "rotary_emb", "norm")]
-    if head is None or any(m is None for m in parts):  # a transformers of another layout
-        return None
-    if any(_hooked(m) for m in (model, inner, head, *parts)):
-        return None
-    if inner.embed_tokens.weight.dtype != torch.float32:
-        return None
-    eps = config.rms_norm_eps
-    if not _plain_norm(inner.norm, eps):
-        return None
-    layers = [_layer(block, eps) for block in inner.layers]
+    eps = model.config.rms_norm_eps
+    layers = [_layer(block, eps) for block in model.model.layers]
     if any(layer is None for layer in layers) or len(layers) != len(cache.layers):
         return None
     return FastDecoder(model, layers, cache)  # type: ignore[arg-type]

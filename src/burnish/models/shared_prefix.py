@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from burnish.models.fast_body import fast_body
 from burnish.models.logprobs import (
     body_and_head,
     head_logprobs,  # the same per-chunk head maths as the plain path, so results agree
@@ -421,13 +422,19 @@ def _packed_predictions(model, tokens_B_T: Tensor, lengths_B: Tensor, plan: Pref
     causal_N_N = torch.ones(n, n, dtype=torch.bool, device=dev).tril()
     allowed_N_N = (seg_N[:, None] == seg_N[None, :]) & causal_N_N
     allowed_N_N |= seg_sees_K[seg_N][:, None] == seg_N[None, :]
-    body, _ = body_and_head(model)
-    hidden_N_H = body(
-        input_ids=tokens_B_T[seg_row_K[seg_N], col_N][None],
-        attention_mask=allowed_N_N[None, None],
-        position_ids=col_N[None],
-        use_cache=False,
-    ).last_hidden_state[0]
+    ids_1_N, mask_1_1_N_N, pos_1_N = (
+        tokens_B_T[seg_row_K[seg_N], col_N][None],
+        allowed_N_N[None, None],
+        col_N[None],
+    )
+    fast = fast_body(model)  # the same arithmetic without the module calls, where it applies
+    if fast is not None:
+        hidden_N_H = fast(ids_1_N, mask_1_1_N_N, pos_1_N)[0]
+    else:
+        body, _ = body_and_head(model)
+        hidden_N_H = body(
+            input_ids=ids_1_N, attention_mask=mask_1_1_N_N, position_ids=pos_1_N, use_cache=False
+        ).last_hidden_state[0]
 
     # Slot (row r, t) is predicted by the packed state of position t - 1 of that row: in the
     # prefix segment while t - 1 < its prefix length, else in the row's own suffix segment.
