@@ -93,6 +93,9 @@ def test_steps_aside_where_it_cannot_run():
         assert fast_body(policy) is None
     dropped = attach_lora(tiny_model("llama", hidden_size=32, num_heads=2)[0], rank=4, dropout=0.1)
     assert fast_body(dropped) is None
+    inner = policy.get_base_model().model
+    inner.embed_tokens = torch.nn.Sequential(inner.embed_tokens)  # a wrapper without a weight
+    assert fast_body(policy) is None
 
 
 def test_packed_layout_runs_it_and_matches_the_model():

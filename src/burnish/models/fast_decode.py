@@ -223,7 +223,8 @@ def plain_decoder(model: nn.Module) -> bool:
         return False
     if any(_hooked(m) for m in (model, inner, head, *parts)):
         return False
-    if inner.embed_tokens.weight.dtype != torch.float32:
+    embed_weight = getattr(inner.embed_tokens, "weight", None)  # absent in a wrapper (PEFT's)
+    if not isinstance(embed_weight, Tensor) or embed_weight.dtype != torch.float32:
         return False
     return _plain_norm(inner.norm, config.rms_norm_eps)
 
