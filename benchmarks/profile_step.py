@@ -128,7 +128,7 @@ PER_STEP = ("frozen-head", "merged-lora", "fast-decode", "fast-body")
 """The speed-ups `--ab` can turn on and off between steps (read at each call, not at set-up)."""
 
 
-class _toggle:
+class _Toggle:
     """One speed-up of `PER_STEP`, switched on or off in place (starts on)."""
 
     def __init__(self, name: str) -> None:
@@ -152,7 +152,7 @@ def profile(args) -> list[dict[str, float]]:
     for name in args.without:
         module, attribute, off = SPEEDUPS[name]
         setattr(importlib.import_module(module), attribute, off)
-    ab = _toggle(args.ab) if args.ab else None
+    ab = _Toggle(args.ab) if args.ab else None
     layouts = importlib.import_module("burnish.models.shared_prefix")
     counted = layouts.packed_pays
 

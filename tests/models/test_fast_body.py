@@ -82,6 +82,13 @@ def test_steps_aside_where_it_cannot_run():
     handle = layer.self_attn.q_proj.register_forward_hook(lambda *a: None)
     assert fast_body(policy) is None  # a hook must run
     handle.remove()
+    handle = layer.mlp.register_full_backward_hook(lambda *a: None)
+    assert fast_body(policy) is None  # a backward hook must run
+    handle.remove()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *a: None)
+    assert fast_body(policy) is None  # so must a hook for every module
+    handle.remove()
+    assert fast_body(policy) is not None
     layer.gradient_checkpointing = True
     assert fast_body(policy) is None
     layer.gradient_checkpointing = False

@@ -3,15 +3,16 @@
 A training forward through transformers calls, per layer, the decoder layer, attention, MLP and
 norm modules and seven LoRA wrappers (each checking PEFT's state, `burnish.models.lean_lora`),
 and routes attention through transformers' mask helpers and attention interface. On a small
-model those calls are a measurable share of a step (burnish-tiny: about 3% of a training step,
-docs/performance.md §2). `FastBody` runs the same arithmetic with autograd, as
-`burnish.models.fast_decode.FastDecoder` does for a decode step: per layer the two RMS norms
-(transformers' operations in their order), each projection as its base product plus the LoRA
-product with the scale and the sum inside one ``addmm`` (`LeanLinear`'s arithmetic), the rotary
-embedding from the model's own `rotary_emb` module, one `scaled_dot_product_attention` with the
-caller's mask, and the residual sums. Hidden states and LoRA gradients equal those of
-transformers' SDPA path bit for bit without grouped-query attention, and to float32 rounding
-with it (SDPA's ``enable_gqa`` in place of repeated keys; tests/models/test_fast_body.py).
+model those calls are a measurable share of a step (running without them makes a burnish-tiny
+step about 3% faster, docs/performance.md §2). `FastBody` runs the same arithmetic with
+autograd, as `burnish.models.fast_decode.FastDecoder` does for a decode step: per layer the two
+RMS norms (transformers' operations in their order), each projection as its base product
+plus the LoRA product with the scale and the sum inside one ``addmm`` (`LeanLinear`'s
+arithmetic), the rotary embedding from the model's own `rotary_emb` module, one
+`scaled_dot_product_attention` with the caller's mask, and the residual sums. Hidden states
+and LoRA gradients equal those of transformers' SDPA path bit for bit without grouped-query
+attention, and to float32 rounding with it (SDPA's ``enable_gqa`` in place of repeated keys;
+tests/models/test_fast_body.py).
 
 It takes an explicit boolean attention mask (``[B, 1, S, S]``, True where a query sees a key)
 and no cache: it runs `burnish.models.shared_prefix`'s packed layout. `fast_body` returns None,
@@ -31,8 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from burnish.models.fast_decode import plain_block, plain_decoder, projections, rms, rotate_half
-from burnish.models.lean_lora import LeanLinear
+from burnish.models.fast_decode import (
+    attention_shape,
+    plain_block,
+    plain_decoder,
+    projections,
+    rms,
+    rotate_half,
+)
+from burnish.models.lean_lora import LeanLinear, hooked
 
 __all__ = ["FastBody", "fast_body"]
 
@@ -60,7 +68,7 @@ class _Projection:
 
 def _projection(m: nn.Module | None, x: Tensor) -> _Projection | None:
     """How `FastBody` runs ``m`` for float32 inputs like ``x``, or None (module doc)."""
-    if m is None or m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__:
+    if m is None or hooked(m):
         return None
     if type(m) is nn.Linear:
         return _Projection(None, m.weight, m.bias) if m.weight.dtype == torch.float32 else None
@@ -85,11 +93,7 @@ class FastBody:
         inner, config = model.model, model.config
         self.embed, self.rotary, self.final_norm = inner.embed_tokens, inner.rotary_emb, inner.norm
         self.eps = config.rms_norm_eps
-        self.heads = int(config.num_attention_heads)
-        self.kv_heads = int(getattr(config, "num_key_value_heads", None) or self.heads)
-        self.head_dim = int(
-            getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        )
+        self.heads, self.kv_heads, self.head_dim = attention_shape(config)
         self.layers = layers
 
     def __call__(self, tokens_B_S: Tensor, mask_B1SS: Tensor, pos_B_S: Tensor) -> Tensor:

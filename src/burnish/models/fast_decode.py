@@ -34,11 +34,12 @@ from torch import Tensor, nn
 from transformers.activations import SiLUActivation
 
 from burnish.models.kv_cache import ReservedLayer
-from burnish.models.lean_lora import effective_linear
+from burnish.models.lean_lora import effective_linear, global_hooks, hooked
 from burnish.models.onednn_linear import frozen_linear
 
 __all__ = [
     "FastDecoder",
+    "attention_shape",
     "fast_decoder",
     "plain_block",
     "plain_decoder",
@@ -90,6 +91,14 @@ def rms(h_BH: Tensor, weight_H: Tensor, eps: float) -> Tensor:
     return weight_H * (h_BH * torch.rsqrt(h_BH.pow(2).mean(-1, keepdim=True) + eps))
 
 
+def attention_shape(config) -> tuple[int, int, int]:
+    """``(query heads, key/value heads, head dim)`` of a Llama-layout config."""
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    return heads, kv_heads, head_dim
+
+
 def rotate_half(x: Tensor) -> Tensor:
     """transformers' ``rotate_half`` of the rotary embedding."""
     half = x.shape[-1] // 2
@@ -107,11 +116,7 @@ class FastDecoder:
         self.head = model.get_output_embeddings()
         self.final_norm = inner.norm.weight
         self.eps = config.rms_norm_eps
-        self.heads = int(config.num_attention_heads)
-        self.kv_heads = int(getattr(config, "num_key_value_heads", None) or self.heads)
-        self.head_dim = int(
-            getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        )
+        self.heads, self.kv_heads, self.head_dim = attention_shape(config)
         self.scaling = self.head_dim**-0.5
         self.layers = layers
         self.cache_layers = cache.layers
@@ -155,19 +160,13 @@ class FastDecoder:
         return self.head(rms(h[:, -1:], self.final_norm, self.eps))[:, -1].float()
 
 
-def _hooked(m: nn.Module) -> bool:
-    """Whether ``m`` runs more or other than its class's forward: hooks, or a forward set on
-    the instance (as the ``kernels`` library's hub kernels are)."""
-    return bool(m._forward_hooks or m._forward_pre_hooks) or "forward" in m.__dict__
-
-
 def _plain_norm(norm: nn.Module, eps: float) -> bool:
     """A transformers RMS norm with this epsilon and a float32 weight, without hooks."""
     return (
         type(norm).__name__.endswith("RMSNorm")
         and getattr(norm, "variance_epsilon", None) == eps
         and norm.weight.dtype == torch.float32
-        and not _hooked(norm)
+        and not hooked(norm)
     )
 
 
@@ -184,7 +183,7 @@ def plain_block(block: nn.Module, eps: float) -> bool:
     if mlp is None or attn is None or any(n is None or not _plain_norm(n, eps) for n in norms):
         return False
     act = getattr(mlp, "act_fn", None)
-    return type(act) in _SILU and not any(_hooked(m) for m in (mlp, act, attn, block))
+    return type(act) in _SILU and not any(hooked(m) for m in (mlp, act, attn, block))
 
 
 def projections(block: nn.Module) -> list[nn.Module | None]:
@@ -195,7 +194,7 @@ def projections(block: nn.Module) -> list[nn.Module | None]:
 def _layer(block: nn.Module, eps: float) -> _Layer | None:
     linears = []
     for module in projections(block):
-        found = None if module is None or _hooked(module) else effective_linear(module)
+        found = None if module is None or hooked(module) else effective_linear(module)
         if found is None or found[0].dtype != torch.float32:
             return None
         linears.append(_Linear(*found))
@@ -207,8 +206,9 @@ def _layer(block: nn.Module, eps: float) -> _Layer | None:
 def plain_decoder(model: nn.Module) -> bool:
     """Whether ``model`` is a Llama, Qwen2 or Mistral causal LM of the layout both `FastDecoder`
     and `burnish.models.fast_body.FastBody` run: SiLU MLPs, full attention in every layer,
-    float32 embeddings, plain RMS norms, no hooks on the model, its decoder, embeddings, rotary
-    module, final norm or head (each layer is checked apart, `plain_block`)."""
+    float32 embeddings, plain RMS norms, no module hooks registered for every module and none
+    on the model, its decoder, embeddings, rotary module, final norm or head (each layer is
+    checked apart, `plain_block`)."""
     if type(model).__name__ not in _ARCHITECTURES:
         return False
     config = model.config
@@ -221,7 +221,7 @@ def plain_decoder(model: nn.Module) -> bool:
     parts = [getattr(inner, name, None) for name in ("embed_tokens", "rotary_emb", "norm")]
     if head is None or any(m is None for m in parts):  # a transformers of another layout
         return False
-    if any(_hooked(m) for m in (model, inner, head, *parts)):
+    if global_hooks() or any(hooked(m) for m in (model, inner, head, *parts)):
         return False
     embed_weight = getattr(inner.embed_tokens, "weight", None)  # absent in a wrapper (PEFT's)
     if not isinstance(embed_weight, Tensor) or embed_weight.dtype != torch.float32:

@@ -51,6 +51,8 @@ __all__ = [
     "LeanLinear",
     "MergedLinear",
     "effective_linear",
+    "global_hooks",
+    "hooked",
     "make_lean",
     "merged_lora",
 ]
@@ -60,11 +62,18 @@ __all__ = [
 _BASES = (nn.Linear, LoweredLinear, OneDnnLinear)
 
 
-def _hooked(m: torch.nn.Module) -> bool:
-    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks)
+def hooked(m: torch.nn.Module) -> bool:
+    """Whether ``m`` runs more or other than its class's forward: forward or backward hooks of
+    its own, or a forward set on the instance (as the ``kernels`` library's hub kernels are).
+    Code that runs a module's arithmetic without calling it steps aside then."""
+    return (
+        bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
+        or "forward" in m.__dict__
+    )
 
 
-def _global_hooks() -> bool:
+def global_hooks() -> bool:
+    """Whether hooks are registered for every module (`torch.nn.modules.module`'s globals)."""
     return bool(
         _module._global_forward_hooks
         or _module._global_forward_pre_hooks
@@ -127,10 +136,10 @@ class LeanLinear(LoraLinear):
             or lora_b.bias is not None
             or (x.dtype != lora_a.weight.dtype and not d.get("cast_input_dtype_enabled", True))
             or (type(base) is nn.Linear and x.dtype != base.weight.dtype)
-            or _hooked(base)
-            or _hooked(lora_a)
-            or _hooked(lora_b)
-            or _global_hooks()
+            or hooked(base)
+            or hooked(lora_a)
+            or hooked(lora_b)
+            or global_hooks()
         ):
             return None
         return base, lora_a, lora_b, d["scaling"][name]
@@ -225,6 +234,6 @@ def effective_linear(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, b
         return d["_merged_weight"], d["_merged_bias"], d["_merged_onednn"]
     if isinstance(m, LoraLinear) and d.get("_disable_adapters") and not d.get("merged_adapters"):
         base = d["_modules"].get("base_layer")
-        if type(base) in (nn.Linear, OneDnnLinear) and not _hooked(base):
+        if type(base) in (nn.Linear, OneDnnLinear) and not hooked(base):
             return base.weight, base.bias, type(base) is OneDnnLinear
     return None
