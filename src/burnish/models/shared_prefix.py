@@ -72,9 +72,9 @@ SECOND_PASS_FLOPS = 1.2e8
 forward FLOPs of `packed_pays`'s estimate: the pass's own operators, the prefix cache indexed out
 to the rows, and their backward. Measured at burnish-tiny (4 layers, a demo step's 64 rows,
 2 threads, `benchmarks/prefix_forward.py --layouts`, three runs): padded took 13.5-18.0 ms more
-than packed per forward + backward where both estimates were equal, about 4 ms per layer; at the ~1e11
-FLOP/s two threads reach on large matmuls, with the backward costing twice the forward, that
-is about 1.2e8 forward FLOPs per layer. It decides at small models; at 34m and 100m the
+than packed per forward + backward where both estimates were equal, about 4 ms per layer; at
+the ~1e11 FLOP/s two threads reach on large matmuls, with the backward costing twice the
+forward, that is about 1.2e8 forward FLOPs per layer. It decides at small models; at 34m and 100m the
 estimates differ by more than this and the arithmetic decides."""
 
 
